@@ -1,0 +1,196 @@
+"""embeval command line: one small handler per subcommand. The only module that prints.
+
+Quick start:
+  embeval score                          # packaged all-MiniLM-L6-v2 on the whole STS suite
+  embeval score CHECKPOINT --split dev   # STS-B dev + SICK trial (model selection)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from embeval.core.model import POOLERS, CheckpointError
+from embeval.eval.datasets import PROTOCOLS, SPLITS, DataError
+from embeval.eval.encode import EmbeddingError
+from embeval.eval.results import ResultsError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+USER_ERRORS = (CheckpointError, DataError, EmbeddingError, ResultsError, ValueError, OSError)
+RUNS_DIR = Path("reports") / "runs"
+
+
+def fail(exc: Exception, code: int = 2) -> None:
+    click.echo(f"embeval: error: {exc}", err=True)
+    sys.exit(code)
+
+
+@click.group(
+    epilog=__doc__.split("Quick start:")[1] and "Run `embeval COMMAND --help` for options."
+)
+@click.version_option(package_name="embeval")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Train and evaluate sentence embeddings, faithful to SentEval/SimCSE."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def split_tasks(values: tuple[str, ...]) -> list[str]:
+    return [t for v in values for t in v.split(",") if t.strip()]
+
+
+def build_encoder(
+    checkpoint, pooler, batch_size, device, dtype, max_length, cache_dir, no_cache, progress=True
+):
+    from embeval.eval.cache import CachedEncoder
+    from embeval.eval.encode import TransformerEncoder
+
+    enc = TransformerEncoder.from_checkpoint(
+        checkpoint,
+        pooler=pooler,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+    )
+    return enc if no_cache else CachedEncoder(enc, cache_dir)
+
+
+def encoder_options(f):
+    """Options shared by every command that encodes a checkpoint."""
+    opts = [
+        click.option("--pooler", type=click.Choice(POOLERS), help="Default: the checkpoint's own."),
+        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1)),
+        click.option("--device", help="cpu, cuda, cuda:1 … Default: cuda when present."),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float16", "bfloat16"]),
+            default="float32",
+            show_default=True,
+            help="float16/bfloat16: CUDA only.",
+        ),
+        click.option("--max-length", type=click.IntRange(1), help="Token limit per sentence."),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False),
+            help="Embedding cache. Default: $EMBEVAL_CACHE, else the user cache folder.",
+        ),
+        click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache."),
+        click.option(
+            "--data",
+            "data",
+            type=click.Path(file_okay=False),
+            help="Data root. Default: $EMBEVAL_DATA, else data/ in the project.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def run_score(
+    checkpoint,
+    tasks,
+    split,
+    protocol,
+    limit,
+    name,
+    out,
+    *,
+    pooler,
+    batch_size,
+    device,
+    dtype,
+    max_length,
+    cache_dir,
+    no_cache,
+    data,
+):
+    """Score and save; returns (RunResult, path). Shared by `score` and `check`."""
+    from embeval.eval.results import save_run
+    from embeval.eval.score import score
+
+    encoder = build_encoder(
+        checkpoint, pooler, batch_size, device, dtype, max_length, cache_dir, no_cache
+    )
+    run = score(
+        encoder,
+        split_tasks(tasks),
+        split=split,
+        root=data,
+        protocol=protocol,
+        limit=limit,
+        name=name,
+    )
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", run.name)
+    path = Path(out) if out else RUNS_DIR / f"{slug}-{split}.json"
+    return run, save_run(run, path)
+
+
+@main.command()
+@click.argument("checkpoint", required=False)
+@click.option("--tasks", multiple=True, help="Comma-separated task names (default: all STS).")
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+@click.option(
+    "--protocol",
+    type=click.Choice(PROTOCOLS),
+    default="simcse",
+    show_default=True,
+    help="simcse: SentEval text, SICK-R test; mteb: raw text, SICK-R all pairs.",
+)
+@click.option("--limit", type=click.IntRange(2), help="First N pairs per task (partial run).")
+@click.option("--name", help="Run name in reports. Default: the checkpoint folder name.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Results JSON. Default: reports/runs/NAME-SPLIT.json",
+)
+@encoder_options
+def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
+    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS tasks."""
+    try:
+        run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
+    except USER_ERRORS as exc:
+        fail(exc)
+    click.echo(format_table(run))
+    click.echo(f"\nresults: {path}")
+
+
+def format_table(run) -> str:
+    rows = [("task", "split", "pairs", "spearman", "pearson")]
+    for task, m in run.tasks.items():
+        rows.append((task, m["split"], str(m["n"]), f"{m['spearman']:.2f}", f"{m['pearson']:.2f}"))
+    if run.avg is not None:
+        rows.append(("Avg. (SimCSE)", "", "", f"{run.avg:.2f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    d = run.diagnostics
+    if "uniformity" in d:
+        lines.append(
+            f"\n{d['source']}: alignment {d.get('alignment', float('nan')):.3f}  "
+            f"uniformity {d['uniformity']:.3f}  anisotropy {d['anisotropy']:.3f}  "
+            f"effective rank {d['effective_rank']:.1f}"
+        )
+    t = run.meta["timings"]
+    lines.append(
+        f"{run.meta['n_sentences']} distinct sentences, encode {t['encode_s']:.1f}s, "
+        f"total {t['total_s']:.1f}s"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

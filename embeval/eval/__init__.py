@@ -1,0 +1,1 @@
+"""Evaluation layer: task → encoder → embeddings → metrics → results JSON → report."""

@@ -1,0 +1,110 @@
+"""On-disk embedding cache that wraps any Encoder.
+
+Layout: ``<cache_dir>/<fingerprint[:32]>/shard-*.npz``. Each `encode` call that misses writes
+one shard (sha256 keys of the texts, their vectors, and a checksum over both) to a temporary
+file that is then renamed into place, so a crash never leaves a half-written shard under a valid
+name. A shard whose checksum, shape or format is off is deleted and its sentences re-encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embeval.eval.encode import Encoder, check_finite, check_sentences
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """--cache-dir, else $EMBEVAL_CACHE, else the user cache folder (XDG on Linux)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("EMBEVAL_CACHE"):
+        return Path(os.environ["EMBEVAL_CACHE"]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("embeval")) / "embeddings"
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest().encode()
+
+
+def _digest(keys: np.ndarray, vecs: np.ndarray) -> str:
+    return hashlib.sha256(keys.tobytes() + vecs.tobytes()).hexdigest()
+
+
+class CachedEncoder:
+    """Serve known sentences from disk, encode only the rest with the wrapped encoder."""
+
+    def __init__(self, inner: Encoder, cache_dir: str | os.PathLike | None = None):
+        self.inner = inner
+        self.fingerprint = inner.fingerprint
+        key = hashlib.sha256(inner.fingerprint.encode()).hexdigest()[:32]
+        self.dir = default_cache_dir(cache_dir) / key
+        self.hits = self.misses = 0
+
+    def describe(self) -> dict:
+        inner = getattr(self.inner, "describe", dict)()
+        return {
+            **inner,
+            "cache_dir": str(self.dir),
+            "cache_hits": self.hits,
+            "cache_misses": self.misses,
+        }
+
+    def encode(self, sentences: Sequence[str]) -> np.ndarray:  # (N, D) float32
+        check_sentences(sentences)
+        keys = [text_key(s) for s in sentences]
+        known = self._load()
+        missing = list(
+            dict.fromkeys(s for s, k in zip(sentences, keys, strict=True) if k not in known)
+        )
+        self.hits, self.misses = len(set(keys)) - len(missing), len(missing)
+        if missing:
+            vecs = check_finite(np.asarray(self.inner.encode(missing), np.float32), "encoder")
+            new_keys = np.array([text_key(s) for s in missing], dtype="S64")
+            self._write(new_keys, vecs)
+            known.update(zip(new_keys.tolist(), vecs, strict=True))
+        log.info("cache %s: %d hits, %d encoded", self.dir, self.hits, self.misses)
+        return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        known: dict[bytes, np.ndarray] = {}
+        for shard in sorted(self.dir.glob("shard-*.npz")):
+            try:
+                with np.load(shard, allow_pickle=False) as z:
+                    keys, vecs, digest = z["keys"], z["vecs"], str(z["digest"])
+                if len(keys) != len(vecs) or vecs.ndim != 2 or _digest(keys, vecs) != digest:
+                    raise ValueError("checksum or shape mismatch")
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                log.warning(
+                    "dropping corrupt cache shard %s (%s); its sentences are re-encoded", shard, exc
+                )
+                shard.unlink(missing_ok=True)
+                continue
+            known.update(zip(keys.tolist(), vecs, strict=True))
+        return known
+
+    def _write(self, keys: np.ndarray, vecs: np.ndarray) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, keys=keys, vecs=vecs, digest=np.array(_digest(keys, vecs)))
+            os.replace(tmp, self.dir / f"shard-{_digest(keys, vecs)[:16]}.npz")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def clear(self) -> None:
+        for shard in self.dir.glob("*.npz"):
+            shard.unlink(missing_ok=True)

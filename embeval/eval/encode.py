@@ -1,0 +1,153 @@
+"""Encoders: list of sentences in, float32 matrix out.
+
+`Encoder` is a small protocol so that the cache, test fakes and the training-time evaluator all
+wrap or replace the real thing. `TransformerEncoder` encodes each distinct sentence once, in
+batches sorted by token length with padding to the longest in the batch (as SimCSE evaluates),
+under inference mode, and restores the caller's order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from embeval.core.model import CheckpointInfo, SentenceModel, checkpoint_info, load_model
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class EmbeddingError(RuntimeError):
+    """The model produced embeddings that cannot be scored (NaN or inf)."""
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    fingerprint: str  # identifies model + pooling; the cache key
+
+    def encode(self, sentences: Sequence[str]) -> np.ndarray:  # (N, D) float32
+        ...
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_sentences(sentences: Sequence[str]) -> None:
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str) or not s.strip():
+            raise ValueError(f"sentence #{i} is empty or not a string ({s!r}); expected text")
+
+
+def check_finite(emb: np.ndarray, what: str) -> np.ndarray:
+    if not np.isfinite(emb).all():
+        bad = int((~np.isfinite(emb)).any(axis=1).sum())
+        raise EmbeddingError(f"{what} produced NaN/inf embeddings for {bad} sentence(s)")
+    return emb
+
+
+class TransformerEncoder:
+    """Encode with a SentenceModel; see the module docstring for the batching strategy."""
+
+    def __init__(
+        self,
+        model: SentenceModel | None,
+        tokenizer,
+        info: CheckpointInfo | None = None,
+        *,
+        batch_size: int = 128,
+        device: str | None = None,
+        dtype: str = "float32",
+        max_length: int | None = None,
+        progress: bool = True,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = pick_device(device)
+        if dtype != "float32" and self.device.type != "cuda":
+            raise ValueError(f"dtype {dtype} is for CUDA; on {self.device} use float32")
+        self.model, self.tokenizer, self.info = model, tokenizer, info
+        self.batch_size, self.dtype, self.progress = batch_size, dtype, progress
+        self.max_length = max_length or (info.max_length if info else 512)
+        self.fingerprint = (info.fingerprint if info else "in-memory") + f";dtype={dtype}"
+
+    @classmethod
+    def from_checkpoint(cls, source=None, pooler=None, max_length=None, **kw) -> TransformerEncoder:
+        """Describe the checkpoint now; load the weights only when something must be encoded,
+        so a fully cached run never pays for importing and loading the model."""
+        info = checkpoint_info(source, pooler=pooler, max_length=max_length)
+        return cls(None, None, info, **kw)
+
+    def _ensure_loaded(self) -> SentenceModel:
+        if self.model is None:
+            self.model, self.tokenizer, _ = load_model(info=self.info)
+        return self.model
+
+    def describe(self) -> dict:
+        """Metadata recorded in results files."""
+        info = self.info
+        return {
+            "checkpoint": info.source if info else "in-memory",
+            "checkpoint_path": info.path if info else None,
+            "fingerprint": info.fingerprint if info else None,
+            "pooler": info.pooler if info else self.model.pooler,
+            "max_length": self.max_length,
+            "device": str(self.device),
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+        }
+
+    def encode(self, sentences: Sequence[str]) -> np.ndarray:  # (N, D) float32
+        check_sentences(sentences)
+        unique = list(dict.fromkeys(sentences))
+        where = {s: i for i, s in enumerate(unique)}
+        emb = self._encode_unique(unique)
+        return emb[[where[s] for s in sentences]]
+
+    def _encode_unique(self, sentences: list[str]) -> np.ndarray:
+        if not sentences:
+            return np.zeros((0, 0), np.float32)
+        model = self._ensure_loaded()
+        ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)
+        order = np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")  # longest first
+        was_training = model.training
+        model.to(self.device).eval()
+        emb: np.ndarray | None = None
+        bar = tqdm(
+            total=len(sentences),
+            desc="encoding",
+            unit="sent",
+            disable=not self.progress,
+            leave=False,
+        )
+        try:
+            with (
+                torch.inference_mode(),
+                torch.autocast(
+                    self.device.type, dtype=DTYPES[self.dtype], enabled=self.dtype != "float32"
+                ),
+            ):
+                for start in range(0, len(order), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    batch = self.tokenizer.pad(
+                        {k: [ids[k][r] for r in rows] for k in ids.keys()}, return_tensors="pt"
+                    )
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                    vecs = model(**batch).float().cpu().numpy()  # (b, D)
+                    if emb is None:
+                        emb = np.empty((len(sentences), vecs.shape[1]), np.float32)
+                    emb[rows] = vecs
+                    bar.update(len(rows))
+        finally:
+            bar.close()
+            model.train(was_training)
+        return check_finite(emb, self.info.source if self.info else "model")

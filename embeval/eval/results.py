@@ -1,0 +1,139 @@
+"""Results files: the only contract between scoring and reporting.
+
+A run is two files written side by side, each atomically (temporary file, then rename):
+- ``NAME.json``: schema-versioned metrics and metadata (`tasks[TASK]["spearman"]` is the primary
+  score x100);
+- ``NAME.pairs.npz``: per-pair predicted similarity, gold score, subset and both sentences of
+  each task, for bootstrap statistics, plots and error analysis.
+
+Schema history (see CHANGELOG.md): 1 = first release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+PAIR_FIELDS = ("sim", "gold", "subset", "s1", "s2")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read or used; the message names the file."""
+
+
+@dataclass
+class RunResult:
+    name: str
+    meta: dict
+    tasks: dict[str, dict]
+    avg: float | None = None
+    diagnostics: dict = field(default_factory=dict)
+    pairs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    schema_version: int = SCHEMA_VERSION
+    path: Path | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "meta": self.meta,
+            "tasks": self.tasks,
+            "avg": self.avg,
+            "diagnostics": self.diagnostics,
+        }
+
+    def load_pairs(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-pair arrays, read from the .pairs.npz next to the JSON on first use."""
+        if not self.pairs and self.path is not None:
+            self.pairs = load_pairs(pairs_path(self.path))
+        return self.pairs
+
+
+def pairs_path(json_path: Path) -> Path:
+    return json_path.with_name(json_path.name.removesuffix(".json") + ".pairs.npz")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_run(run: RunResult, path: str | os.PathLike) -> Path:
+    """Write JSON + pairs; the JSON goes last, so a readable JSON always has its pairs."""
+    path = Path(path)
+    if path.suffix != ".json":
+        raise ResultsError(f"output path {path} must end in .json")
+    try:
+        arrays = {
+            f"{task}/{k}": np.asarray(v) for task, d in run.pairs.items() for k, v in d.items()
+        }
+        _atomic_write(pairs_path(path), lambda f: np.savez_compressed(f, **arrays))
+        body = json.dumps(run.to_json(), indent=2, allow_nan=False).encode()
+        _atomic_write(path, lambda f: f.write(body + b"\n"))
+    except OSError as exc:
+        raise ResultsError(f"cannot write results to {path}: {exc.strerror or exc}") from exc
+    run.path = path
+    return path
+
+
+def load_run(path: str | os.PathLike) -> RunResult:
+    """Read a results JSON; older schemas are upgraded, newer ones refused."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"results file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(
+            f"{path} is not valid JSON (truncated or not a results file): {exc}"
+        ) from exc
+    if not isinstance(data, dict) or "schema_version" not in data or "tasks" not in data:
+        raise ResultsError(f"{path} is not an embeval results file (no schema_version/tasks)")
+    version = data["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path} has results schema {version}, newer than this embeval reads "
+            f"({SCHEMA_VERSION}); upgrade embeval to read it"
+        )
+    data = upgrade(data)
+    return RunResult(
+        name=data["name"],
+        meta=data["meta"],
+        tasks=data["tasks"],
+        avg=data.get("avg"),
+        diagnostics=data.get("diagnostics", {}),
+        schema_version=SCHEMA_VERSION,
+        path=path,
+    )
+
+
+def upgrade(data: dict) -> dict:
+    """Bring an older schema to the current one, one version step at a time."""
+    return data  # schema 1 is the first; later versions add their step here
+
+
+def load_pairs(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out: dict[str, dict[str, np.ndarray]] = {}
+            for key in z.files:
+                task, name = key.split("/", 1)
+                out.setdefault(task, {})[name] = z[key]
+    except FileNotFoundError:
+        raise ResultsError(f"per-pair file {path} is missing; re-run `embeval score`") from None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"per-pair file {path} is unreadable: {exc}") from exc
+    return out

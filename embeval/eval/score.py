@@ -1,0 +1,164 @@
+"""score(encoder, tasks) -> RunResult: load pairs, encode every distinct sentence once, measure.
+
+The encoder sees one list of all distinct sentences of all requested tasks (STS sets repeat
+many sentences across pairs and years), so nothing is encoded twice in a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+import embeval
+from embeval.core.model import DEFAULT_CHECKPOINT
+from embeval.eval import metrics
+from embeval.eval.datasets import (
+    STS_TASKS,
+    STS_YEARS,
+    DataError,
+    STSData,
+    checksum,
+    data_root,
+    load_sts,
+    resolve_task,
+)
+from embeval.eval.encode import Encoder
+from embeval.eval.results import RunResult
+
+log = logging.getLogger(__name__)
+DIAGNOSTIC_TASK = "STSBenchmark"
+ALIGNMENT_GOLD_MIN = 4.0  # SimCSE: positive pairs are STS-B pairs with gold score > 4
+
+
+def select_tasks(names: Sequence[str] | None, split: str) -> list[str]:
+    """Canonical task names; without names, every STS task that has `split`."""
+    if not names:
+        return [t for t in STS_TASKS if split == "test" or t not in STS_YEARS]
+    return list(dict.fromkeys(resolve_task(n) for n in names))
+
+
+def score(
+    encoder: Encoder,
+    tasks: Sequence[str] | None = None,
+    split: str = "test",
+    root: Path | None = None,
+    protocol: str = "simcse",
+    limit: int | None = None,
+    name: str | None = None,
+    diagnostics: bool = True,
+) -> RunResult:
+    """Score `encoder` on STS tasks; see `embeval.eval.results` for the output contract."""
+    t0 = time.perf_counter()
+    root = data_root(root)
+    if limit is not None and limit < 2:
+        raise DataError(f"--limit must be at least 2 pairs (a correlation needs two), got {limit}")
+    data = {t: load_sts(t, split, root, protocol) for t in select_tasks(tasks, split)}
+    if limit:
+        data = {t: d.head(limit) for t, d in data.items()}
+    diag = _diagnostic_data(data, split, root, protocol, limit) if diagnostics else None
+
+    sentences = list(
+        dict.fromkeys(
+            s for d in [*data.values(), *([diag] if diag else [])] for s in (*d.s1, *d.s2)
+        )
+    )
+    t1 = time.perf_counter()
+    emb = encoder.encode(sentences)  # (U, D)
+    t2 = time.perf_counter()
+    row = {s: i for i, s in enumerate(sentences)}
+
+    def vectors(texts: list[str]) -> np.ndarray:
+        return emb[[row[s] for s in texts]]
+
+    results, pairs = {}, {}
+    for task, d in data.items():
+        sim = metrics.pair_cosine(vectors(d.s1), vectors(d.s2))
+        results[task] = _task_metrics(task, d, sim)
+        pairs[task] = {
+            "sim": sim,
+            "gold": d.gold,
+            "subset": np.array(d.subset),
+            "s1": np.array(d.s1),
+            "s2": np.array(d.s2),
+        }
+    avg = None
+    if all(t in results for t in STS_TASKS) and split == "test":
+        avg = metrics.simcse_average([results[t]["spearman"] for t in STS_TASKS])
+    diag_metrics = _diagnostics(diag, vectors) if diag else {}
+    t3 = time.perf_counter()
+
+    describe = getattr(encoder, "describe", dict)()
+    meta = {
+        "embeval_version": embeval.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **describe,
+        "protocol": protocol,
+        "split": split,
+        "limit": limit,
+        "partial": bool(limit),
+        "data_root": str(root),
+        "data_checksums": {t: checksum(d.files) for t, d in data.items()},
+        "n_sentences": len(sentences),
+        "timings": {
+            "load_s": t1 - t0,
+            "encode_s": t2 - t1,
+            "metrics_s": t3 - t2,
+            "total_s": time.perf_counter() - t0,
+        },
+    }
+    run_name = name or default_run_name(describe.get("checkpoint"))
+    return RunResult(
+        name=run_name, meta=meta, tasks=results, avg=avg, diagnostics=diag_metrics, pairs=pairs
+    )
+
+
+def default_run_name(checkpoint: str | None) -> str:
+    """The checkpoint folder's name (the packaged default is called by its model name)."""
+    if not checkpoint or checkpoint == DEFAULT_CHECKPOINT:
+        return "all-MiniLM-L6-v2"
+    return Path(str(checkpoint).rstrip("/")).name or "run"
+
+
+def _task_metrics(task: str, d: STSData, sim: np.ndarray) -> dict:
+    out = {"split": d.split, "n": len(d)}
+    if task in STS_YEARS:  # primary = `all`, as SimCSE tables and MTEB report
+        agg = metrics.sts_aggregates(sim, d.gold, d.subset)
+        return {**out, **agg["aggregates"]["all"], **agg}
+    return {**out, **metrics.correlations(sim, d.gold)}
+
+
+def _diagnostic_data(data, split, root, protocol, limit) -> STSData | None:
+    if DIAGNOSTIC_TASK in data:
+        return data[DIAGNOSTIC_TASK]
+    diag_split = split if split in ("dev", "test") else "test"
+    try:
+        d = load_sts(DIAGNOSTIC_TASK, diag_split, root, protocol)
+    except DataError as exc:
+        log.warning("no alignment/uniformity: %s", exc)
+        return None
+    return d.head(limit) if limit else d
+
+
+def _diagnostics(d: STSData, vectors) -> dict:
+    """Alignment and uniformity as SimCSE measures them, plus anisotropy and effective rank."""
+    pos = d.gold > ALIGNMENT_GOLD_MIN
+    unique = list(dict.fromkeys([*d.s1, *d.s2]))
+    x = vectors(unique)
+    out = {
+        "source": f"{d.task}/{d.split}",
+        "n_sentences": len(unique),
+        "n_positive_pairs": int(pos.sum()),
+    }
+    if pos.any():
+        s1 = [s for s, p in zip(d.s1, pos, strict=True) if p]
+        s2 = [s for s, p in zip(d.s2, pos, strict=True) if p]
+        out["alignment"] = metrics.alignment(vectors(s1), vectors(s2))
+    out["uniformity"] = metrics.uniformity(x)
+    out["anisotropy"] = metrics.anisotropy(x)
+    out["effective_rank"] = metrics.effective_rank(x)
+    return out

@@ -81,7 +81,7 @@ def write_tiny_sts(root: Path) -> Path:
         ("a dog barks", "the sky is blue", "0.4"),
         ("red car", "red bus", "2.5"),
     ]
-    for year, (folder, subsets) in {
+    for _year, (folder, subsets) in {
         "STS12": (
             "STS12-en-test",
             ["MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"],

@@ -132,7 +132,8 @@ def resolve_checkpoint(source: str | os.PathLike | None, download_dir: Path | No
             raise CheckpointError(f"checkpoint {path} is a file; expected a model folder")
         if not any((path / f).exists() for f in WEIGHT_FILES):
             raise CheckpointError(
-                f"checkpoint folder {path} holds no weights; expected one of {', '.join(WEIGHT_FILES)}"
+                f"checkpoint folder {path} holds no weights; "
+                f"expected one of {', '.join(WEIGHT_FILES)}"
             )
         return path
     looks_like_hub = text.count("/") <= 1 and not text.startswith((".", "/", "~"))

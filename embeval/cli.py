@@ -117,6 +117,8 @@ def run_score(
     from embeval.eval.results import save_run
     from embeval.eval.score import score
 
+    if out and not str(out).endswith(".json"):  # fail before minutes of encoding, not after
+        raise ResultsError(f"output path {out} must end in .json")
     encoder = build_encoder(
         checkpoint, pooler, batch_size, device, dtype, max_length, cache_dir, no_cache
     )

@@ -1,0 +1,68 @@
+"""CachedEncoder: a warm run encodes nothing; corrupt shards are detected and recomputed."""
+
+import numpy as np
+import pytest
+
+from embeval.eval.cache import CachedEncoder
+
+
+def test_second_encode_hits_cache(fake_encoder, tmp_path):
+    first = CachedEncoder(fake_encoder, tmp_path).encode(["a", "b", "a"])
+    again = CachedEncoder(fake_encoder, tmp_path)
+    second = again.encode(["b", "a"])
+    assert fake_encoder.calls == [["a", "b"]]  # deduplicated once, then never again
+    np.testing.assert_array_equal(second, first[[1, 0]])
+    assert (again.hits, again.misses) == (2, 0)
+
+
+def test_only_missing_sentences_are_encoded(fake_encoder, tmp_path):
+    CachedEncoder(fake_encoder, tmp_path).encode(["a", "b"])
+    out = CachedEncoder(fake_encoder, tmp_path).encode(["a", "c", "b", "c"])
+    assert fake_encoder.calls[-1] == ["c"]
+    np.testing.assert_array_equal(out, fake_encoder.encode(["a", "c", "b", "c"]))
+
+
+def test_fingerprint_separates_models(fake_encoder, tmp_path):
+    CachedEncoder(fake_encoder, tmp_path).encode(["a"])
+    fake_encoder.fingerprint = "another-model"
+    CachedEncoder(fake_encoder, tmp_path).encode(["a"])
+    assert len(fake_encoder.calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_corrupt_shard_is_recomputed_never_used(fake_encoder, tmp_path, damage):
+    cache = CachedEncoder(fake_encoder, tmp_path)
+    good = cache.encode(["a", "b"])
+    (shard,) = cache.dir.glob("shard-*.npz")
+    raw = shard.read_bytes()
+    if damage == "truncate":
+        shard.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":  # valid zip, wrong vector bytes: only the checksum can tell
+        z = dict(np.load(shard))
+        z["vecs"] = z["vecs"] + 1
+        np.savez(shard, **z)
+    else:
+        shard.write_bytes(b"not a zip at all")
+    out = CachedEncoder(fake_encoder, tmp_path).encode(["a", "b"])
+    np.testing.assert_array_equal(out, good)
+    assert fake_encoder.calls == [["a", "b"], ["a", "b"]]
+
+
+def test_failed_encode_leaves_no_entry(tmp_path):
+    class Boom:
+        fingerprint = "boom"
+
+        def encode(self, sentences):
+            return np.full((len(sentences), 4), np.nan, np.float32)
+
+    cache = CachedEncoder(Boom(), tmp_path)
+    with pytest.raises(RuntimeError, match="NaN"):
+        cache.encode(["a"])
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_cache_dir_from_environment(fake_encoder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEVAL_CACHE", str(tmp_path / "env-cache"))
+    cache = CachedEncoder(fake_encoder)
+    cache.encode(["a"])
+    assert cache.dir.parent == tmp_path / "env-cache" and list(cache.dir.glob("shard-*.npz"))

@@ -1,0 +1,85 @@
+"""TransformerEncoder: batching, sorting and dedup must not change a single vector."""
+
+import numpy as np
+import pytest
+import torch
+
+from embeval.core.model import SentenceModel, random_tiny
+from embeval.eval.encode import EmbeddingError, TransformerEncoder
+
+SENTS = ["a b c d e f g", "short", "a b c d e f g", "medium length one", "short", "x y"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    backbone, tok = random_tiny(seed=0)
+    return SentenceModel(backbone, "avg").eval(), tok
+
+
+def one_by_one(model, tok, sentences):
+    with torch.no_grad():
+        return np.stack([model(**tok([s], return_tensors="pt"))[0].numpy() for s in sentences])
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_matches_unbatched_in_input_order(tiny, batch_size):
+    model, tok = tiny
+    enc = TransformerEncoder(model, tok, batch_size=batch_size, progress=False)
+    got = enc.encode(SENTS)
+    np.testing.assert_allclose(got, one_by_one(model, tok, SENTS), atol=1e-5)
+    assert got.dtype == np.float32 and got.shape == (6, 128)
+
+
+def test_each_distinct_sentence_encoded_once(tiny, monkeypatch):
+    model, tok = tiny
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(
+        model, "forward", lambda **b: seen.append(len(b["input_ids"])) or forward(**b)
+    )
+    TransformerEncoder(model, tok, batch_size=2, progress=False).encode(SENTS)
+    assert sum(seen) == len(set(SENTS)) == 4
+
+
+def test_batches_are_length_sorted(tiny, monkeypatch):
+    model, tok = tiny
+    widths = []
+    forward = model.forward
+    monkeypatch.setattr(
+        model, "forward", lambda **b: widths.append(b["input_ids"].shape[1]) or forward(**b)
+    )
+    TransformerEncoder(model, tok, batch_size=1, progress=False).encode(SENTS)
+    assert widths == sorted(widths, reverse=True)
+
+
+def test_nan_embeddings_fail_loudly(tiny):
+    backbone, tok = random_tiny(seed=0)
+    with torch.no_grad():
+        backbone.embeddings.word_embeddings.weight.fill_(float("nan"))
+    enc = TransformerEncoder(SentenceModel(backbone, "avg"), tok, progress=False)
+    with pytest.raises(EmbeddingError, match="NaN/inf embeddings for 2 sentence"):
+        enc.encode(["one", "two"])
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None])
+def test_empty_sentence_is_rejected(tiny, bad):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="sentence #1 is empty"):
+        TransformerEncoder(model, tok, progress=False).encode(["fine", bad])
+
+
+def test_half_precision_needs_cuda(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="is for CUDA"):
+        TransformerEncoder(model, tok, device="cpu", dtype="float16")
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_close_to_fp32(tiny):
+    model, tok = tiny
+    ref = TransformerEncoder(model, tok, device="cpu", progress=False).encode(SENTS)
+    got = TransformerEncoder(model, tok, device="cuda", dtype="bfloat16", progress=False).encode(
+        SENTS
+    )
+    cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99

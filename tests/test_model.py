@@ -1,0 +1,112 @@
+"""Checkpoint loading and SimCSE poolers, checked against transformers' own outputs."""
+
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from embeval.core.model import (
+    CheckpointError,
+    checkpoint_info,
+    default_checkpoint_path,
+    load_model,
+    pool,
+    random_tiny,
+    save_checkpoint,
+)
+
+SENTS = ["a man is playing a guitar .", "the cat sat on the mat", "hi"]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Hidden states straight from transformers, the ground truth for every pooler."""
+    path = str(default_checkpoint_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    batch = tok(SENTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch, output_hidden_states=True)
+    return batch["attention_mask"], out
+
+
+def masked_mean(h, mask):
+    m = mask.unsqueeze(-1).float()
+    return (h * m).sum(1) / m.sum(1)
+
+
+@pytest.mark.parametrize(
+    "pooler", ["cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2"]
+)
+def test_poolers_match_transformers(reference, pooler):
+    mask, out = reference
+    hs = out.hidden_states
+    expected = {
+        "cls": out.pooler_output,
+        "cls_before_pooler": out.last_hidden_state[:, 0],
+        "avg": masked_mean(out.last_hidden_state, mask),
+        "avg_first_last": masked_mean((hs[1] + hs[-1]) / 2, mask),
+        "avg_top2": masked_mean((hs[-1] + hs[-2]) / 2, mask),
+    }[pooler]
+    model, tok, info = load_model(pooler=pooler)
+    batch = tok(SENTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        got = model(**batch)
+    assert info.pooler == pooler
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_default_follows_sentence_transformers_config():
+    info = checkpoint_info()
+    assert (info.pooler, info.max_length, info.normalize) == ("avg", 256, True)
+
+
+def test_unknown_pooler():
+    with pytest.raises(CheckpointError, match="unknown pooler 'mean'"):
+        checkpoint_info(pooler="mean")
+
+
+def test_padding_does_not_change_avg():
+    """Masked mean ignores padding: a sentence alone equals the same sentence in a padded batch."""
+    model, tok, _ = load_model()
+    with torch.no_grad():
+        alone = model(**tok(SENTS[2:], return_tensors="pt"))
+        padded = model(**tok(SENTS, padding=True, return_tensors="pt"))[2:]
+    torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_missing_path():
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint_info("./no/such/checkpoint")
+
+
+def test_folder_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="holds no weights"):
+        checkpoint_info(tmp_path)
+
+
+def test_corrupt_safetensors(tmp_path):
+    ckpt = tmp_path / "broken"
+    shutil.copytree(default_checkpoint_path(), ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"\x00garbage, not a safetensors header")
+    with pytest.raises(CheckpointError, match=f"could not load checkpoint {ckpt}"):
+        load_model(ckpt)
+
+
+def test_save_roundtrip_and_fingerprint(tmp_path):
+    backbone, tok = random_tiny(seed=1)
+    out = save_checkpoint(backbone, tok, tmp_path / "ckpt", "cls_before_pooler", 32)
+    model, _, info = load_model(out)
+    assert (info.pooler, info.max_length) == ("cls_before_pooler", 32)
+    batch = tok(SENTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = backbone.eval()(**batch).last_hidden_state[:, 0]
+        torch.testing.assert_close(model(**batch), expected)
+    # Another pooler or other weights give another fingerprint (the cache key).
+    assert checkpoint_info(out, pooler="avg").fingerprint != info.fingerprint
+    other, _ = random_tiny(seed=2)
+    out2 = save_checkpoint(other, tok, tmp_path / "ckpt2", "cls_before_pooler", 32)
+    assert checkpoint_info(out2).fingerprint != info.fingerprint
+    assert not list(tmp_path.glob(".ckpt*")), "no temporary folders left behind"

@@ -11,7 +11,6 @@ from embeval.core.model import (
     checkpoint_info,
     default_checkpoint_path,
     load_model,
-    pool,
     random_tiny,
     save_checkpoint,
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from embeval.core.model import POOLERS, CheckpointError
+from embeval.core.checkpoint import POOLERS, CheckpointError
 from embeval.eval.datasets import PROTOCOLS, SPLITS, DataError
 from embeval.eval.encode import EmbeddingError
 from embeval.eval.results import ResultsError

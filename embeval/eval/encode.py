@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from embeval.core.model import CheckpointInfo, SentenceModel, checkpoint_info, load_model
+from embeval.core.checkpoint import CheckpointInfo, checkpoint_info
+
+if TYPE_CHECKING:  # torch loads only when a sentence must be encoded (fast warm-cache runs)
+    import torch
+
+    from embeval.core.model import SentenceModel
 
 log = logging.getLogger(__name__)
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 class EmbeddingError(RuntimeError):
@@ -35,6 +38,8 @@ class Encoder(Protocol):
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    import torch
+
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -72,7 +77,7 @@ class TransformerEncoder:
             raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = pick_device(device)
+        self._device_arg, self._device = device, None
         if dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"dtype {dtype} is for CUDA; on {self.device} use float32")
         self.model, self.tokenizer, self.info = model, tokenizer, info
@@ -87,8 +92,16 @@ class TransformerEncoder:
         info = checkpoint_info(source, pooler=pooler, max_length=max_length)
         return cls(None, None, info, **kw)
 
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:  # resolved on first use: picking a device imports torch
+            self._device = pick_device(self._device_arg)
+        return self._device
+
     def _ensure_loaded(self) -> SentenceModel:
         if self.model is None:
+            from embeval.core.model import load_model
+
             self.model, self.tokenizer, _ = load_model(info=self.info)
         return self.model
 
@@ -101,7 +114,8 @@ class TransformerEncoder:
             "fingerprint": info.fingerprint if info else None,
             "pooler": info.pooler if info else self.model.pooler,
             "max_length": self.max_length,
-            "device": str(self.device),
+            # A run served wholly from the cache never picked a device.
+            "device": str(self._device or self._device_arg or "none (all cached)"),
             "dtype": self.dtype,
             "batch_size": self.batch_size,
         }
@@ -116,6 +130,9 @@ class TransformerEncoder:
     def _encode_unique(self, sentences: list[str]) -> np.ndarray:
         if not sentences:
             return np.zeros((0, 0), np.float32)
+        import torch
+        from tqdm.auto import tqdm
+
         model = self._ensure_loaded()
         ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)
         order = np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")  # longest first
@@ -133,7 +150,9 @@ class TransformerEncoder:
             with (
                 torch.inference_mode(),
                 torch.autocast(
-                    self.device.type, dtype=DTYPES[self.dtype], enabled=self.dtype != "float32"
+                    self.device.type,
+                    dtype=getattr(torch, self.dtype),
+                    enabled=self.dtype != "float32",
                 ),
             ):
                 for start in range(0, len(order), self.batch_size):

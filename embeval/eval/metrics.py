@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
+from scipy.special import logsumexp
 from scipy.stats import pearsonr, spearmanr
 
 
@@ -66,9 +66,10 @@ def alignment(x: np.ndarray, y: np.ndarray) -> float:  # (P, D) positive pairs -
 
 def uniformity(x: np.ndarray, t: float = 2.0) -> float:  # (N, D) distinct sentences -> scalar
     """log E exp(-t ||f(x) - f(y)||^2) over all pairs of distinct rows, L2-normalised."""
-    z = torch.from_numpy(l2_normalize(x.astype(np.float64)))
-    sq = torch.pdist(z, p=2).pow(2)  # (N(N-1)/2,) each unordered pair once
-    return float(torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel()))
+    z = l2_normalize(x.astype(np.float64))
+    i, j = np.triu_indices(len(z), k=1)  # each unordered pair once
+    sq = np.clip(2 - 2 * (z @ z.T)[i, j], 0, None)  # ||a - b||^2 = 2 - 2 cos for unit vectors
+    return float(logsumexp(-t * sq) - math.log(len(sq)))
 
 
 def anisotropy(x: np.ndarray) -> float:  # (N, D) -> mean cosine over distinct pairs

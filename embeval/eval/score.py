@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import embeval
-from embeval.core.model import DEFAULT_CHECKPOINT
+from embeval.core.checkpoint import DEFAULT_CHECKPOINT
 from embeval.eval import metrics
 from embeval.eval.datasets import (
     STS_TASKS,

@@ -1,0 +1,41 @@
+# The few commands people type. Every target sets itself up on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+# Benchmark data: --data / $EMBEVAL_DATA win; else the shared copy beside the project; else data/.
+DATA ?= $(or $(EMBEVAL_DATA),$(if $(wildcard ../shared/data/sts),../shared/data,data))
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test test-fast bench lint browser clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev,download]"
+	touch $@
+
+# Headless Chromium for the report's browser test (Debian package; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(BIN)/.installed
+	$(BIN)/embeval score --data $(DATA) --out reports/runs/all-MiniLM-L6-v2-test.json
+	$(BIN)/embeval report reports/runs/all-MiniLM-L6-v2-test.json --out reports/index.html
+
+test: $(BIN)/.installed browser
+	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest -m "not gpu" -p no:cacheprovider
+
+test-fast: $(BIN)/.installed
+	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_score.py --data $(DATA)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check embeval tests benchmarks && $(BIN)/ruff format --check embeval tests benchmarks
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from embeval.core.model import (
     default_checkpoint_path,
     load_model,
     random_tiny,
+    resolve_checkpoint,
     save_checkpoint,
 )
 
@@ -109,3 +110,35 @@ def test_save_roundtrip_and_fingerprint(tmp_path):
     out2 = save_checkpoint(other, tok, tmp_path / "ckpt2", "cls_before_pooler", 32)
     assert checkpoint_info(out2).fingerprint != info.fingerprint
     assert not list(tmp_path.glob(".ckpt*")), "no temporary folders left behind"
+
+
+def test_hub_name_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="could not be fetched from the Hugging Face hub"):
+        checkpoint_info("princeton-nlp/unsup-simcse-bert-base-uncased")
+
+
+def test_checkpoint_from_url_archive(tmp_path):
+    """A .zip URL is downloaded and unpacked; served here from a loopback HTTP server."""
+    import functools
+    import http.server
+    import threading
+
+    backbone, tok = random_tiny(seed=3)
+    src = save_checkpoint(backbone, tok, tmp_path / "site" / "tiny", "avg", 16)
+    shutil.make_archive(str(tmp_path / "site" / "tiny"), "zip", src.parent, src.name)
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site")
+    )
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/tiny.zip"
+        local = resolve_checkpoint(url, download_dir=tmp_path / "dl")
+        assert checkpoint_info(local).fingerprint == checkpoint_info(src).fingerprint
+        with pytest.raises(CheckpointError, match="could not download"):
+            resolve_checkpoint(url.replace("tiny.zip", "missing.zip"), download_dir=tmp_path / "dl")
+    finally:
+        server.shutdown()
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == [local.parent.name]

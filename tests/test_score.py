@@ -11,7 +11,7 @@ from embeval.core.model import random_tiny, save_checkpoint
 from embeval.eval import metrics
 from embeval.eval.cache import CachedEncoder
 from embeval.eval.datasets import STS_TASKS, load_sts
-from embeval.eval.results import load_run, save_run
+from embeval.eval.results import ResultsError, load_run, save_run
 from embeval.eval.score import score
 
 
@@ -153,3 +153,16 @@ def test_cli_output_must_be_json(tiny_ckpt, tiny_data, tmp_path):
     )
     assert res.exit_code == 2 and "must end in .json" in res.output
     assert not (tmp_path / "r.txt").exists()
+
+
+def test_undefined_correlation_is_not_saved(tiny_data, tmp_path):
+    class Constant:
+        fingerprint = "constant"
+
+        def encode(self, sentences):
+            return np.ones((len(sentences), 3), np.float32)
+
+    run = score(Constant(), ["stsb"], root=tiny_data)
+    with pytest.raises(ResultsError, match="NaN or infinite"):
+        save_run(run, tmp_path / "r.json")
+    assert not list(tmp_path.iterdir())

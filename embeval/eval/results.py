@@ -77,6 +77,13 @@ def save_run(run: RunResult, path: str | os.PathLike) -> Path:
     if path.suffix != ".json":
         raise ResultsError(f"output path {path} must end in .json")
     try:
+        json.dumps(run.to_json(), allow_nan=False)
+    except ValueError:
+        raise ResultsError(
+            f"not writing {path}: a metric is NaN or infinite (constant similarities give an "
+            "undefined correlation); the model's embeddings are degenerate"
+        ) from None
+    try:
         arrays = {
             f"{task}/{k}": np.asarray(v) for task, d in run.pairs.items() for k, v in d.items()
         }

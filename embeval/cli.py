@@ -138,7 +138,12 @@ def run_score(
 
 @main.command()
 @click.argument("checkpoint", required=False)
-@click.option("--tasks", multiple=True, help="Comma-separated task names (default: all STS).")
+@click.option(
+    "--tasks",
+    multiple=True,
+    help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, … "
+    "(default: all STS).",
+)
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(
     "--protocol",
@@ -156,7 +161,7 @@ def run_score(
 )
 @encoder_options
 def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
-    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS tasks."""
+    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS and transfer tasks."""
     try:
         run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
     except USER_ERRORS as exc:
@@ -165,20 +170,36 @@ def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
     click.echo(f"\nresults: {path}")
 
 
-def format_table(run) -> str:
-    rows = [("task", "split", "pairs", "spearman", "pearson")]
-    for task, m in run.tasks.items():
-        rows.append((task, m["split"], str(m["n"]), f"{m['spearman']:.2f}", f"{m['pearson']:.2f}"))
-    if run.avg is not None:
-        rows.append(("Avg. (SimCSE)", "", "", f"{run.avg:.2f}", ""))
+def align_rows(rows) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
+    return [
         "  ".join(
             c.ljust(w) if i == 0 else c.rjust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
         for r in rows
     ]
+
+
+def format_table(run) -> str:
+    rows = [("task", "split", "pairs", "spearman", "pearson")]
+    for task, m in run.tasks.items():
+        if "spearman" in m:
+            rows.append(
+                (task, m["split"], str(m["n"]), f"{m['spearman']:.2f}", f"{m['pearson']:.2f}")
+            )
+    if run.avg is not None:
+        rows.append(("Avg. (SimCSE)", "", "", f"{run.avg:.2f}", ""))
+    lines = align_rows(rows) if len(rows) > 1 else []
+    clf = [("transfer task", "split", "n", "accuracy", "f1")]
+    for task, m in run.tasks.items():
+        if "accuracy" in m:
+            f1 = f"{m['f1']:.2f}" if "f1" in m else ""
+            clf.append((task, m["split"], str(m["n"]), f"{m['accuracy']:.2f}", f1))
+    if getattr(run, "transfer_avg", None) is not None:
+        clf.append(("Avg. (transfer)", "", "", f"{run.transfer_avg:.2f}", ""))
+    if len(clf) > 1:
+        lines += ["", *align_rows(clf)] if lines else align_rows(clf)
     d = run.diagnostics
     if "uniformity" in d:
         lines.append(

@@ -2,11 +2,12 @@
 
 A run is two files written side by side, each atomically (temporary file, then rename):
 - ``NAME.json``: schema-versioned metrics and metadata (`tasks[TASK]["spearman"]` is the primary
-  score x100);
+  score x100 of an STS task; a SentEval transfer task has `accuracy` x100 instead, plus `f1` for
+  MRPC; `transfer_avg` is the mean accuracy of the seven transfer tasks, null unless all ran);
 - ``NAME.pairs.npz``: per-pair predicted similarity, gold score, subset and both sentences of
   each task, for bootstrap statistics, plots and error analysis.
 
-Schema history (see CHANGELOG.md): 1 = first release.
+Schema history (see CHANGELOG.md): 1 = first release; 2 = transfer tasks and `transfer_avg`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PAIR_FIELDS = ("sim", "gold", "subset", "s1", "s2")
 
 
@@ -33,6 +34,7 @@ class RunResult:
     meta: dict
     tasks: dict[str, dict]
     avg: float | None = None
+    transfer_avg: float | None = None
     diagnostics: dict = field(default_factory=dict)
     pairs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     schema_version: int = SCHEMA_VERSION
@@ -45,6 +47,7 @@ class RunResult:
             "meta": self.meta,
             "tasks": self.tasks,
             "avg": self.avg,
+            "transfer_avg": self.transfer_avg,
             "diagnostics": self.diagnostics,
         }
 
@@ -121,6 +124,7 @@ def load_run(path: str | os.PathLike) -> RunResult:
         meta=data["meta"],
         tasks=data["tasks"],
         avg=data.get("avg"),
+        transfer_avg=data.get("transfer_avg"),
         diagnostics=data.get("diagnostics", {}),
         schema_version=SCHEMA_VERSION,
         path=path,
@@ -129,7 +133,9 @@ def load_run(path: str | os.PathLike) -> RunResult:
 
 def upgrade(data: dict) -> dict:
     """Bring an older schema to the current one, one version step at a time."""
-    return data  # schema 1 is the first; later versions add their step here
+    if data["schema_version"] == 1:  # 1 -> 2: transfer tasks arrived; v1 runs had none
+        data = {**data, "schema_version": 2, "transfer_avg": None}
+    return data
 
 
 def load_pairs(path: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -6,6 +6,7 @@ many sentences across pairs and years), so nothing is encoded twice in a run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import numpy as np
 
 import embeval
 from embeval.core.checkpoint import DEFAULT_CHECKPOINT
-from embeval.eval import metrics
+from embeval.eval import metrics, transfer
 from embeval.eval.datasets import (
     STS_TASKS,
     STS_YEARS,
@@ -35,11 +36,20 @@ DIAGNOSTIC_TASK = "STSBenchmark"
 ALIGNMENT_GOLD_MIN = 4.0  # SimCSE: positive pairs are STS-B pairs with gold score > 4
 
 
+TASK_GROUPS = {"sts": STS_TASKS, "transfer": transfer.TRANSFER_TASKS}
+
+
 def select_tasks(names: Sequence[str] | None, split: str) -> list[str]:
-    """Canonical task names; without names, every STS task that has `split`."""
+    """Canonical task names (groups `sts`, `transfer` expand); default: STS tasks with `split`."""
     if not names:
         return [t for t in STS_TASKS if split == "test" or t not in STS_YEARS]
-    return list(dict.fromkeys(resolve_task(n) for n in names))
+    known = (*STS_TASKS, *transfer.TRANSFER_TASKS)
+    out = [
+        t
+        for n in names
+        for t in TASK_GROUPS.get(n.strip().lower(), None) or [resolve_task(n, known)]
+    ]
+    return list(dict.fromkeys(out))
 
 
 def score(
@@ -51,20 +61,34 @@ def score(
     limit: int | None = None,
     name: str | None = None,
     diagnostics: bool = True,
+    transfer_config: transfer.TransferConfig | None = None,
 ) -> RunResult:
-    """Score `encoder` on STS tasks; see `embeval.eval.results` for the output contract."""
+    """Score `encoder` on STS and SentEval transfer tasks; the output contract is in
+    `embeval.eval.results`. Transfer tasks follow SentEval's own splits (`split` must be test)."""
     t0 = time.perf_counter()
     root = data_root(root)
     if limit is not None and limit < 2:
         raise DataError(f"--limit must be at least 2 pairs (a correlation needs two), got {limit}")
-    data = {t: load_sts(t, split, root, protocol) for t in select_tasks(tasks, split)}
+    names = select_tasks(tasks, split)
+    clf_names = [t for t in names if t in transfer.TRANSFER_TASKS]
+    if clf_names and split != "test":
+        raise DataError(
+            f"transfer tasks ({', '.join(clf_names)}) use SentEval's own train/dev/test or "
+            f"cross-validation; score them with --split test, not {split!r}"
+        )
+    data = {t: load_sts(t, split, root, protocol) for t in names if t not in clf_names}
+    clf_data = {t: transfer.load_transfer(t, root) for t in clf_names}
     if limit:
         data = {t: d.head(limit) for t, d in data.items()}
+        clf_data = {t: d.head(limit) for t, d in clf_data.items()}
     diag = _diagnostic_data(data, split, root, protocol, limit) if diagnostics else None
 
     sentences = list(
         dict.fromkeys(
-            s for d in [*data.values(), *([diag] if diag else [])] for s in (*d.s1, *d.s2)
+            [
+                *(s for d in [*data.values(), *([diag] if diag else [])] for s in (*d.s1, *d.s2)),
+                *(s for d in clf_data.values() for s in d.sentences()),
+            ]
         )
     )
     t1 = time.perf_counter()
@@ -86,6 +110,8 @@ def score(
             "s1": np.array(d.s1),
             "s2": np.array(d.s2),
         }
+    for task, d in clf_data.items():  # SentEval transfer: a classifier on frozen embeddings
+        results[task] = transfer.evaluate(d, vectors, transfer_config)
     avg = None
     if all(t in results for t in STS_TASKS) and split == "test":
         avg = metrics.simcse_average([results[t]["spearman"] for t in STS_TASKS])
@@ -102,7 +128,7 @@ def score(
         "limit": limit,
         "partial": bool(limit),
         "data_root": str(root),
-        "data_checksums": {t: checksum(d.files) for t, d in data.items()},
+        "data_checksums": {t: checksum(d.files) for t, d in [*data.items(), *clf_data.items()]},
         "n_sentences": len(sentences),
         "timings": {
             "load_s": t1 - t0,
@@ -112,8 +138,16 @@ def score(
         },
     }
     run_name = name or default_run_name(describe.get("checkpoint"))
+    if clf_data:
+        meta["transfer"] = dataclasses.asdict(transfer_config or transfer.TransferConfig())
     return RunResult(
-        name=run_name, meta=meta, tasks=results, avg=avg, diagnostics=diag_metrics, pairs=pairs
+        name=run_name,
+        meta=meta,
+        tasks=results,
+        avg=avg,
+        transfer_avg=transfer.transfer_average(results),
+        diagnostics=diag_metrics,
+        pairs=pairs,
     )
 
 

@@ -1,0 +1,372 @@
+"""SentEval transfer tasks (MR, CR, SUBJ, MPQA, SST2, TREC, MRPC) on frozen embeddings.
+
+Conneau & Kiela 2018, "SentEval: An Evaluation Toolkit for Universal Sentence Representations",
+scikit-learn path (``usepytorch=False``), as SimCSE (Gao et al. 2021) reports its transfer table:
+- MR, CR, SUBJ, MPQA: 10-fold stratified cross-validation (shuffled, seed 1111); in each outer
+  fold the L2 strength C is picked by an inner 10-fold CV over C in 2^-2..2^3
+  (SentEval's `InnerKFoldClassifier`); accuracy = mean over the outer folds.
+- SST2: C in 2^-2..2^3 picked on dev, the classifier trained on train, scored on test
+  (`SplitClassifier`).
+- TREC (6 coarse classes) and MRPC: C in 2^-1..2^5 picked by 10-fold CV on train, trained on all
+  of train, scored on test (`KFoldClassifier`); MRPC's features are [|u-v|, u*v], and it also
+  reports F1 of the paraphrase class.
+Classifier: `LogisticRegression(C, random_state=1111)` with scikit-learn's defaults, as SentEval.
+Examples are ordered as SentEval orders them (by token count, then label) before the folds are
+drawn, so fold membership matches SentEval's. Text is SentEval's: tokens re-joined by single
+spaces; an empty line becomes "." as SentEval's example batchers do. Figures are x100.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from embeval.eval.datasets import DataError, data_root
+
+log = logging.getLogger(__name__)
+
+TRANSFER_TASKS = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
+CV_TASKS = {  # task -> (folder, file of label 1, file of label 0), as SentEval's loaders
+    "MR": ("MR", "rt-polarity.pos", "rt-polarity.neg"),
+    "CR": ("CR", "custrev.pos", "custrev.neg"),
+    "SUBJ": ("SUBJ", "subj.objective", "subj.subjective"),
+    "MPQA": ("MPQA", "mpqa.pos", "mpqa.neg"),
+}
+TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")  # SentEval's tgt2idx order
+SPLIT_LABEL = {"cv": "10-fold CV"}
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """SentEval's settings; change them only to trade faithfulness for speed."""
+
+    kfold: int = 10  # SimCSE evaluates with params kfold=10
+    seed: int = 1111  # SentEval's default seed
+    max_iter: int = 100  # scikit-learn's default, which SentEval uses
+    n_jobs: int = -1  # joblib workers for the fits; -1 = every core
+
+
+@dataclass
+class Split:
+    """Examples of one split: sentences (and second sentences for pair tasks), integer labels."""
+
+    x: list[str]
+    y: np.ndarray  # (N,) int64
+    x2: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def head(self, n: int) -> Split:
+        """The first examples of every class in turn (order kept), n in all: `--limit`."""
+        rank = np.zeros(len(self.y), np.int64)  # position of each example within its class
+        for c in np.unique(self.y):
+            rank[self.y == c] = np.arange(int((self.y == c).sum()))
+        keep = np.sort(np.lexsort((np.arange(len(self.y)), rank))[:n])
+        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+        return Split(pick(self.x), self.y[keep], pick(self.x2) if self.x2 is not None else None)
+
+
+@dataclass
+class TransferData:
+    """One task: its class names (index = label) and splits ("all" for the CV tasks)."""
+
+    task: str
+    classes: tuple[str, ...]
+    splits: dict[str, Split]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def split_label(self) -> str:
+        return SPLIT_LABEL["cv"] if "all" in self.splits else "test"
+
+    def sentences(self) -> list[str]:
+        out = [s for sp in self.splits.values() for s in sp.x]
+        return out + [s for sp in self.splits.values() for s in (sp.x2 or [])]
+
+    def head(self, n: int) -> TransferData:
+        """At most n examples of each split, classes balanced, in SentEval's order: `--limit`."""
+        return replace(self, splits={k: v.head(n) for k, v in self.splits.items()})
+
+
+# ---------------------------------------------------------------------------------- readers
+
+
+def transfer_folder(root: Path | None = None) -> Path:
+    """`<root>/transfer`, or `root` itself when it holds the task folders."""
+    root = data_root(root)
+    for candidate in (root / "transfer", root):
+        if any((candidate / f).is_dir() for f in ("MR", "SST", "TREC", "MRPC")):
+            return candidate
+    raise DataError(
+        f"no SentEval transfer data found: looked in {root / 'transfer'} and {root}. "
+        "Run `embeval data download --data DIR`, or point --data / $EMBEVAL_DATA at a folder "
+        "holding transfer/ (e.g. ../shared/data)."
+    )
+
+
+def load_transfer(task: str, root: Path | None = None) -> TransferData:
+    """Read one transfer task from the SentEval layout (see the data README for formats)."""
+    from embeval.eval.datasets import resolve_task
+
+    task = resolve_task(task, TRANSFER_TASKS)
+    folder = transfer_folder(root)
+    if task in CV_TASKS:
+        return _load_binary(task, folder)
+    return {"SST2": _load_sst2, "TREC": _load_trec, "MRPC": _load_mrpc}[task](folder)
+
+
+def _read(path: Path, encoding: str) -> list[str]:
+    try:
+        return path.read_text(encoding=encoding).splitlines()
+    except FileNotFoundError:
+        raise DataError(f"missing data file {path}; run `embeval data download`") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not {encoding} text ({exc})") from exc
+
+
+def _text(s: str) -> str:
+    return " ".join(s.split()) or "."  # SentEval tokens re-joined; empty -> "." (SentEval bow.py)
+
+
+def _sentevalsorted(x, y, x2=None) -> Split:
+    """SentEval sorts each split by (token count, label) before encoding and drawing folds;
+    `x`, `x2` are raw lines, returned as SentEval text."""
+    y = np.asarray(y, dtype=np.int64)
+    n1 = [len(s.split()) for s in x]
+    n2 = [len(s.split()) for s in x2] if x2 is not None else [0] * len(x)
+    order = sorted(range(len(x)), key=lambda i: (n1[i], n2[i], y[i]))
+    return Split(
+        [_text(x[i]) for i in order],
+        y[order],
+        [_text(x2[i]) for i in order] if x2 is not None else None,
+    )
+
+
+def _load_binary(task: str, folder: Path) -> TransferData:
+    sub, pos_name, neg_name = CV_TASKS[task]
+    pos_path, neg_path = folder / sub / pos_name, folder / sub / neg_name
+    pos = _read(pos_path, "latin-1")  # SentEval reads these as latin-1
+    neg = _read(neg_path, "latin-1")
+    for path, rows in ((pos_path, pos), (neg_path, neg)):
+        if not rows:
+            raise DataError(f"{task}: class file {path} is empty; every class needs examples")
+    split = _sentevalsorted(pos + neg, [1] * len(pos) + [0] * len(neg))
+    classes = (neg_name.rsplit(".", 1)[-1], pos_name.rsplit(".", 1)[-1])
+    return TransferData(task, classes, {"all": split}, [pos_path, neg_path])
+
+
+def _label(value: str, known: Sequence[str], path: Path, lineno: int) -> int:
+    if value not in known:
+        raise DataError(
+            f"{path}:{lineno}: unknown class label {value!r}; expected one of {', '.join(known)}"
+        )
+    return list(known).index(value)
+
+
+def _load_sst2(folder: Path) -> TransferData:
+    splits, files = {}, []
+    for split in ("train", "dev", "test"):
+        path = folder / "SST" / "binary" / f"sentiment-{split}"
+        x, y = [], []
+        for i, line in enumerate(_read(path, "utf-8"), start=1):
+            cols = line.strip().split("\t")
+            if len(cols) < 2:
+                raise DataError(f"{path}:{i}: missing label column; expected sentence<TAB>0|1")
+            x.append(cols[0])
+            y.append(_label(cols[1].strip(), ("0", "1"), path, i))
+        splits[split], files = _sentevalsorted(x, y), [*files, path]
+    return TransferData("SST2", ("negative", "positive"), splits, files)
+
+
+def _load_trec(folder: Path) -> TransferData:
+    splits, files = {}, []
+    for split, name in (("train", "train_5500.label"), ("test", "TREC_10.label")):
+        path = folder / "TREC" / name
+        x, y = [], []
+        for i, line in enumerate(_read(path, "latin-1"), start=1):
+            target, sep, rest = line.strip().partition(":")
+            question = rest.split(" ", 1)[1] if " " in rest else ""
+            if not sep or not question.strip():
+                raise DataError(
+                    f"{path}:{i}: missing label column; expected 'COARSE:fine question'"
+                )
+            x.append(question)
+            y.append(_label(target, TREC_CLASSES, path, i))
+        splits[split], files = _sentevalsorted(x, y), [*files, path]
+    return TransferData("TREC", TREC_CLASSES, splits, files)
+
+
+def _load_mrpc(folder: Path) -> TransferData:
+    splits, files = {}, []
+    for split in ("train", "test"):
+        path = folder / "MRPC" / f"msr_paraphrase_{split}.txt"
+        lines = _read(path, "utf-8-sig")  # the files start with a BOM
+        if not lines or not lines[0].startswith("Quality"):
+            raise DataError(f"{path}:1: expected the MRPC header line starting with 'Quality'")
+        a, b, y = [], [], []
+        for i, line in enumerate(lines[1:], start=2):
+            cols = line.strip("\r\n").split("\t")
+            if len(cols) < 5:
+                raise DataError(
+                    f"{path}:{i}: expected 5 tab-separated fields (Quality, #1 ID, #2 ID, "
+                    f"#1 String, #2 String), got {len(cols)}"
+                )
+            y.append(_label(cols[0].strip(), ("0", "1"), path, i))
+            a.append(cols[3])
+            b.append(cols[4])
+        splits[split], files = _sentevalsorted(a, y, b), [*files, path]
+    return TransferData("MRPC", ("not paraphrase", "paraphrase"), splits, files)
+
+
+# ------------------------------------------------------------------------------- classifier
+
+
+def _fit_score(c: float, cfg: TransferConfig, x, y, train, test, xte=None, yte=None):
+    """Fit one logistic regression on rows `train` of (x, y); (accuracy, predictions) on rows
+    `test`, or on (xte, yte) when given. Rows travel as indices so that joblib ships each
+    matrix to the workers once (memory-mapped), not once per fit."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    xtr, ytr = (x, y) if train is None else (x[train], y[train])
+    if xte is None:
+        xte, yte = x[test], y[test]
+    with warnings.catch_warnings():  # sklearn's 100 iterations, as SentEval; don't flood logs
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LogisticRegression(C=c, random_state=cfg.seed, max_iter=cfg.max_iter).fit(xtr, ytr)
+    pred = clf.predict(xte)
+    return float(np.mean(pred == yte)), pred
+
+
+def _parallel(jobs, n_jobs: int) -> list:
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs)(delayed(_fit_score)(*j) for j in jobs)
+
+
+def _folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import StratifiedKFold
+
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(skf.split(np.zeros(len(y)), y))
+
+
+def check_classes(task: str, split: str, y: np.ndarray, classes, need: int, why: str) -> None:
+    """Every class present with at least `need` examples, else a clear error."""
+    counts = np.bincount(y, minlength=len(classes))
+    for name, n in zip(classes, counts, strict=True):
+        if n == 0:
+            raise DataError(f"{task} {split}: class {name!r} has no examples (empty class)")
+        if n < need:
+            raise DataError(
+                f"{task} {split}: class {name!r} has {n} examples, fewer than {why} needs "
+                f"({need} per class); use a larger --limit or the full data"
+            )
+
+
+def min_per_class_nested(k: int) -> int:
+    """Smallest class size that leaves k examples for the inner k-fold in every outer fold."""
+    m = k
+    while m - -(-m // k) < k:  # outer test part takes at most ceil(m / k)
+        m += 1
+    return m
+
+
+def inner_kfold(x, y, task, classes, cfg: TransferConfig) -> dict:
+    """SentEval's InnerKFoldClassifier: outer k-fold test accuracy, C from inner k-fold."""
+    k, regs = cfg.kfold, [2.0**t for t in range(-2, 4)]
+    check_classes(task, "all", y, classes, min_per_class_nested(k), f"nested {k}-fold CV")
+    outer = _folds(y, k, cfg.seed)
+    inner = [_folds(y[tr], k, cfg.seed) for tr, _ in outer]
+    jobs = (
+        (c, cfg, x, y, tr[itr], tr[ite])
+        for (tr, _), folds in zip(outer, inner, strict=True)
+        for c in regs
+        for itr, ite in folds
+    )
+    acc = np.array([a for a, _ in _parallel(jobs, cfg.n_jobs)]).reshape(k, len(regs), k)
+    dev = np.round(100 * acc.mean(axis=2), 2)  # (k, regs); SentEval rounds before argmax
+    best = [regs[int(np.argmax(row))] for row in dev]
+    final = ((c, cfg, x, y, tr, te) for c, (tr, te) in zip(best, outer, strict=True))
+    test = [round(100 * a, 2) for a, _ in _parallel(final, cfg.n_jobs)]
+    return {
+        "accuracy": round(float(np.mean(test)), 2),
+        "dev_accuracy": round(float(np.mean(dev.max(axis=1))), 2),
+        "C": best,
+        "n": int(len(y)),
+    }
+
+
+def kfold_then_test(train: Split, test: Split, xtr, xte, task, classes, cfg) -> dict:
+    """SentEval's KFoldClassifier: C by k-fold CV on train, then train on all of it, test."""
+    k, regs = cfg.kfold, [2.0**t for t in range(-1, 6)]
+    check_classes(task, "train", train.y, classes, k, f"{k}-fold CV")
+    folds = _folds(train.y, k, cfg.seed)
+    jobs = ((c, cfg, xtr, train.y, a, b) for c in regs for a, b in folds)
+    acc = np.array([a for a, _ in _parallel(jobs, cfg.n_jobs)]).reshape(len(regs), k)
+    dev = np.round(100 * acc.mean(axis=1), 2)
+    c = regs[int(np.argmax(dev))]
+    a, pred = _fit_score(c, cfg, xtr, train.y, None, None, xte, test.y)
+    return {"accuracy": round(100 * a, 2), "dev_accuracy": float(dev.max()), "C": c, "pred": pred}
+
+
+def split_classifier(tr: Split, dv: Split, te: Split, xs, task, classes, cfg) -> dict:
+    """SentEval's SplitClassifier: C picked on dev, trained on train, scored on test."""
+    regs = [2.0**t for t in range(-2, 4)]
+    check_classes(task, "train", tr.y, classes, 1, "training")
+    xtr, xdv, xte = xs
+    jobs = ((c, cfg, xtr, tr.y, None, None, xdv, dv.y) for c in regs)
+    dev = np.round([100 * a for a, _ in _parallel(jobs, cfg.n_jobs)], 2)
+    c = regs[int(np.argmax(dev))]
+    a, _ = _fit_score(c, cfg, xtr, tr.y, None, None, xte, te.y)
+    return {"accuracy": round(100 * a, 2), "dev_accuracy": float(dev.max()), "C": c}
+
+
+def evaluate(
+    data: TransferData,
+    embed: Callable[[list[str]], np.ndarray],
+    config: TransferConfig | None = None,
+) -> dict:
+    """Metrics of one task; `embed` maps sentences to (N, D) vectors (e.g. a cache lookup)."""
+    from sklearn.metrics import f1_score
+
+    cfg = config or TransferConfig()
+    sp, task, classes = data.splits, data.task, data.classes
+    for name, s in sp.items():
+        if len(s) == 0:
+            raise DataError(f"{task} {name}: no examples")
+        if s.y.min() < 0 or s.y.max() >= len(classes):
+            raise DataError(f"{task} {name}: labels outside 0..{len(classes) - 1}")
+    if "all" in sp:
+        out = inner_kfold(embed(sp["all"].x), sp["all"].y, task, classes, cfg)
+        return {"split": data.split_label, **out}
+    if task == "SST2":
+        xs = [embed(sp[k].x) for k in ("train", "dev", "test")]
+        out = split_classifier(sp["train"], sp["dev"], sp["test"], xs, task, classes, cfg)
+    elif sp["train"].x2 is not None:  # MRPC: [|u-v|, u*v]
+        xtr, xte = (pair_features(embed(sp[k].x), embed(sp[k].x2)) for k in ("train", "test"))
+        out = kfold_then_test(sp["train"], sp["test"], xtr, xte, task, classes, cfg)
+        out["f1"] = round(100 * float(f1_score(sp["test"].y, out["pred"])), 2)
+    else:
+        xtr, xte = embed(sp["train"].x), embed(sp["test"].x)
+        out = kfold_then_test(sp["train"], sp["test"], xtr, xte, task, classes, cfg)
+    out.pop("pred", None)
+    return {"split": "test", "n": len(sp["test"]), "n_train": len(sp["train"]), **out}
+
+
+def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:  # (N, D), (N, D) -> (N, 2D)
+    """SentEval's MRPC features: [|u - v|, u * v]."""
+    return np.concatenate([np.abs(u - v), u * v], axis=1)
+
+
+def transfer_average(tasks: dict[str, dict]) -> float | None:
+    """Mean accuracy of the seven tasks (each rounded to two decimals), when all seven ran."""
+    if not all(t in tasks for t in TRANSFER_TASKS):
+        return None
+    return float(np.mean([round(tasks[t]["accuracy"], 2) for t in TRANSFER_TASKS]))

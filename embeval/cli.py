@@ -215,5 +215,102 @@ def format_table(run) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file, '-' for stdout. Default: reports/index.html (.md, .csv).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md", "csv"]), default="html", show_default=True
+)
+@click.option("--baseline", help="Run NAME for deltas and p-values. Default: the first run.")
+@click.option(
+    "--train-log",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Training log (JSON lines) for alignment-uniformity trajectories; repeatable.",
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Bootstrap resamples of pairs (0: no intervals or p-values).",
+)
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+def report(results, out, fmt, baseline, train_log, n_boot, seed):
+    """Compare RESULTS files of `embeval score`: one HTML page, or Markdown/CSV tables."""
+    from embeval.eval import export
+    from embeval.eval import report as rep
+
+    try:
+        r = rep.build(results, baseline, train_log, n_boot, seed, figures=fmt == "html")
+        render = {"html": rep.render_html, "md": export.to_markdown, "csv": export.to_csv}
+        text = render[fmt](r)
+        if out == "-":
+            click.echo(text, nl=False)
+            return
+        path = rep.write(text, out or Path("reports") / f"index.{fmt}")
+    except USER_ERRORS as exc:
+        fail(exc)
+    click.echo(f"report: {path}")
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[RESULT.json | CHECKPOINT]")
+@click.option(
+    "--baseline",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Baseline results JSON, e.g. reports/baselines/all-MiniLM-L6-v2-stsb-dev.json.",
+)
+@click.option("--task", default="STSBenchmark", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="dev", show_default=True)
+@click.option(
+    "--tolerance",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Allowed drop below the baseline, in Spearman points (x100).",
+)
+@click.option("--bootstrap", "n_boot", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--name", help="Run name when scoring a checkpoint.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Results JSON when scoring a checkpoint. Default: reports/runs/NAME-SPLIT.json",
+)
+@encoder_options
+def check(target, baseline, task, split, tolerance, n_boot, seed, name, out, **enc):
+    """Regression gate: exit 1 if TARGET's Spearman falls below the baseline's by > tolerance.
+
+    TARGET is a results JSON, or a checkpoint (default: the packaged model) scored first on the
+    task, with the baseline's protocol and --limit. Exit 2 on unusable input.
+    """
+    from embeval.eval.check import check as run_check
+    from embeval.eval.datasets import resolve_task
+    from embeval.eval.results import load_run
+
+    try:
+        task = resolve_task(task)
+        base = load_run(baseline)
+        if target and target.endswith(".json"):
+            result = load_run(target)
+        else:
+            meta = base.meta or {}
+            limit = meta.get("limit") if meta.get("partial") else None
+            protocol = meta.get("protocol", "simcse")
+            result, _ = run_score(target, (task,), split, protocol, limit, name, out, **enc)
+        verdict = run_check(result, base, task, split, tolerance, n_boot, seed)
+    except USER_ERRORS as exc:
+        fail(exc)
+    click.echo(verdict.line())
+    sys.exit(0 if verdict.ok else 1)
+
+
 if __name__ == "__main__":
     main()

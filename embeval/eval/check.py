@@ -1,0 +1,115 @@
+"""embeval check: a regression gate for CI on one task (default STS-B dev).
+
+`check(result, baseline, ...)` returns a `Verdict`; the CLI maps it to exit codes:
+0 = not below the baseline by more than the tolerance, 1 = regression, 2 = unusable input
+(raised as `CheckError`: missing task, other split/protocol, partial vs full, different pairs).
+The paired bootstrap (`embeval.eval.stats`) tells whether the difference is beyond noise; the
+gate itself is the tolerance, so a CI does not flap on a significant but tiny change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from embeval.eval import stats
+from embeval.eval.report import format_p, same_pairs
+from embeval.eval.results import ResultsError, RunResult
+
+ALPHA = 0.05
+DEFAULT_TOLERANCE = 1.0  # Spearman points (x100)
+
+
+class CheckError(ResultsError):
+    """The two runs cannot be compared on the task; the message says why (exit code 2)."""
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    task: str
+    split: str
+    value: float
+    baseline_value: float
+    tolerance: float
+    p: float | None  # paired bootstrap p-value; None when no per-pair files
+    name: str
+    baseline_name: str
+
+    @property
+    def diff(self) -> float:
+        return self.value - self.baseline_value
+
+    def line(self) -> str:
+        """The one-line verdict CI logs show."""
+        head = "OK" if self.ok else "REGRESSION"
+        rel = "within" if self.ok else "beyond"
+        if self.p is None:
+            sig = "paired bootstrap: unavailable (no per-pair files)"
+        else:
+            called = "significant" if self.p < ALPHA else "not significant"
+            sig = f"paired bootstrap p={format_p(self.p)} ({called} at {ALPHA})"
+        return (
+            f"{head}: {self.task} {self.split} Spearman {self.value:.2f} ({self.name}) vs "
+            f"baseline {self.baseline_value:.2f} ({self.baseline_name}): {self.diff:+.2f} points, "
+            f"{rel} tolerance {self.tolerance:.2f}; {sig}"
+        )
+
+
+def _entry(run: RunResult, task: str, split: str, role: str) -> dict:
+    where = f"{role} {run.path or run.name}"
+    entry = run.tasks.get(task)
+    if not isinstance(entry, dict) or "spearman" not in entry:
+        have = ", ".join(run.tasks) or "none"
+        raise CheckError(f"{where} has no {task} Spearman (tasks: {have})")
+    got = entry.get("split", (run.meta or {}).get("split"))
+    if got != split:
+        raise CheckError(f"{where} scored {task} on the {got} split, not {split}")
+    return entry
+
+
+def check(
+    result: RunResult,
+    baseline: RunResult,
+    task: str = "STSBenchmark",
+    split: str = "dev",
+    tolerance: float = DEFAULT_TOLERANCE,
+    n_boot: int = stats.N_BOOT,
+    seed: int = stats.SEED,
+) -> Verdict:
+    """Compare `result` with `baseline` on `task`; raises CheckError when they are incomparable."""
+    if tolerance < 0:
+        raise CheckError(f"--tolerance must be >= 0 points, got {tolerance}")
+    a = _entry(result, task, split, "result")
+    b = _entry(baseline, task, split, "baseline")
+    ma, mb = result.meta or {}, baseline.meta or {}
+    if ma.get("protocol", "simcse") != mb.get("protocol", "simcse"):
+        raise CheckError(
+            f"result uses protocol {ma.get('protocol')!r}, baseline {mb.get('protocol')!r}: "
+            "not comparable"
+        )
+    pa, pb = bool(ma.get("partial")), bool(mb.get("partial"))
+    if pa != pb or (pa and ma.get("limit") != mb.get("limit")):
+        desc = {True: "partial (--limit {})", False: "full"}
+        raise CheckError(
+            f"result is {desc[pa].format(ma.get('limit'))} but baseline is "
+            f"{desc[pb].format(mb.get('limit'))}: a partial run is not comparable with a full one"
+        )
+    p = None
+    try:
+        pairs_a, pairs_b = result.load_pairs().get(task), baseline.load_pairs().get(task)
+    except ResultsError:
+        pairs_a = pairs_b = None
+    if pairs_a is not None and pairs_b is not None:
+        if not same_pairs(pairs_a, pairs_b):
+            raise CheckError(
+                f"{task} {split}: the result and the baseline were scored on different pairs "
+                "(other data version?); re-create the baseline on this data"
+            )
+        rho = stats.bootstrap_spearman(
+            [pairs_a["sim"], pairs_b["sim"]], pairs_a["gold"], n_boot, seed
+        )
+        p = stats.paired_p_value(rho[0], rho[1], a["spearman"] - b["spearman"])
+    ok = a["spearman"] >= b["spearman"] - tolerance
+    return Verdict(
+        ok, task, split, a["spearman"], b["spearman"], tolerance, p, result.name, baseline.name
+    )

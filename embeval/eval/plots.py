@@ -1,0 +1,114 @@
+"""Report figures (matplotlib, Agg backend). Each function returns a data URI string.
+
+Figures go into the page as ``<img src="data:image/svg+xml;base64,...">``: the HTML stays one
+self-contained file, and because an image cannot run or inject markup, run names drawn in a
+figure never need HTML escaping. `fmt="png"` gives base64 PNG instead (smaller for huge scatters).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Deterministic SVG ids and no timestamp: the same runs give byte-identical pages.
+matplotlib.rcParams.update({"svg.hashsalt": "embeval", "svg.fonttype": "path"})
+GOLD_BUCKETS = ("0–1", "1–2", "2–3", "3–4", "4–5")
+
+
+@dataclass
+class Trajectory:
+    """Alignment/uniformity measured during training (from a training log)."""
+
+    label: str
+    step: np.ndarray  # (T,)
+    alignment: np.ndarray  # (T,)
+    uniformity: np.ndarray  # (T,)
+
+
+def to_data_uri(fig, fmt: str = "svg") -> str:
+    buf = io.BytesIO()
+    meta = {"Date": None} if fmt == "svg" else {}
+    fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=meta, dpi=110)
+    plt.close(fig)
+    mime = "image/svg+xml" if fmt == "svg" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def alignment_uniformity(
+    points: Sequence[tuple[str, float, float]],
+    trajectories: Sequence[Trajectory] = (),
+    fmt: str = "svg",
+) -> str:
+    """SimCSE Figure 2 style: x = uniformity, y = alignment, both lower is better.
+
+    points: (label, alignment, uniformity) per run; trajectories are drawn as lines from the
+    first logged step (hollow circle) to the last (arrow head).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for tr in trajectories:
+        (line,) = ax.plot(tr.uniformity, tr.alignment, "-", lw=1.2, alpha=0.8, label=tr.label)
+        c = line.get_color()
+        ax.plot(tr.uniformity[0], tr.alignment[0], "o", mfc="none", mec=c, ms=7)
+        ax.annotate(f"step {int(tr.step[0])}", (tr.uniformity[0], tr.alignment[0]), fontsize=7)
+        if len(tr.step) > 1:
+            ax.annotate(
+                f"step {int(tr.step[-1])}",
+                xy=(tr.uniformity[-1], tr.alignment[-1]),
+                xytext=(tr.uniformity[-2], tr.alignment[-2]),
+                arrowprops={"arrowstyle": "->", "color": c},
+                fontsize=7,
+            )
+    markers = "os^DvP*X"
+    for i, (label, align, unif) in enumerate(points):
+        ax.plot(unif, align, markers[i % len(markers)], ms=9, label=label)
+    _min_span(ax, x=0.5, y=0.1)  # near-identical runs must not look far apart
+    ax.set_xlabel("uniformity (lower is better)")
+    ax.set_ylabel("alignment (lower is better)")
+    ax.set_title("Alignment–uniformity (SimCSE Fig. 2)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return to_data_uri(fig, fmt)
+
+
+def _min_span(ax, x: float, y: float) -> None:
+    """Widen the axes limits around their centre to at least (x, y) data units, plus margins."""
+    for get, set_, span in ((ax.get_xlim, ax.set_xlim, x), (ax.get_ylim, ax.set_ylim, y)):
+        lo, hi = get()
+        mid, half = (lo + hi) / 2, max(hi - lo, span) / 2 * 1.1
+        set_(mid - half, mid + half)
+
+
+def gold_bucket(gold: np.ndarray) -> np.ndarray:  # (N,) -> (N,) int in 0..4
+    """0 for gold in [0, 1), ..., 4 for [4, 5]. Gold scaled to [0, 1] (MTEB) is scaled back."""
+    g = np.asarray(gold, dtype=np.float64)
+    if len(g) and g.max() <= 1.0:
+        g = g * 5
+    return np.clip(np.floor(g), 0, 4).astype(int)
+
+
+def similarity_by_gold(sim: np.ndarray, gold: np.ndarray, title: str, fmt: str = "svg") -> str:
+    """Box plots of predicted cosine per gold bucket: a good model's boxes climb left to right."""
+    bucket = gold_bucket(gold)
+    groups = [np.asarray(sim)[bucket == b] for b in range(5)]
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    pos = [b for b in range(5) if len(groups[b])]
+    ax.boxplot([groups[b] for b in pos], positions=pos, widths=0.6, showfliers=False)
+    for b in pos:  # jittered points behind the boxes show the mass, not just quartiles
+        jitter = np.random.default_rng(b).uniform(-0.22, 0.22, len(groups[b]))
+        ax.plot(b + jitter, groups[b], ".", ms=2, alpha=0.25, color="tab:blue", zorder=0)
+    ax.set_xticks(range(5), [f"{GOLD_BUCKETS[b]}\nn={len(groups[b])}" for b in range(5)])
+    ax.set_xlim(-0.6, 4.6)
+    ax.set_xlabel("gold score", fontsize=8)
+    ax.set_ylabel("predicted cosine", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return to_data_uri(fig, fmt)

@@ -57,14 +57,16 @@ def alignment_uniformity(
         (line,) = ax.plot(tr.uniformity, tr.alignment, "-", lw=1.2, alpha=0.8, label=tr.label)
         c = line.get_color()
         ax.plot(tr.uniformity[0], tr.alignment[0], "o", mfc="none", mec=c, ms=7)
-        ax.annotate(f"step {int(tr.step[0])}", (tr.uniformity[0], tr.alignment[0]), fontsize=7)
-        if len(tr.step) > 1:
+        ends = [0, len(tr.step) - 1] if len(tr.step) > 1 else [0]
+        for i in ends:
+            xy = (tr.uniformity[i], tr.alignment[i])
+            ax.annotate(f"step {int(tr.step[i])}", xy, xytext=(4, 4), textcoords="offset points")
+        if len(tr.step) > 1:  # arrow head on the last segment: the direction of training
             ax.annotate(
-                f"step {int(tr.step[-1])}",
+                "",
                 xy=(tr.uniformity[-1], tr.alignment[-1]),
                 xytext=(tr.uniformity[-2], tr.alignment[-2]),
-                arrowprops={"arrowstyle": "->", "color": c},
-                fontsize=7,
+                arrowprops={"arrowstyle": "-|>", "color": c, "lw": 1.2},
             )
     markers = "os^DvP*X"
     for i, (label, align, unif) in enumerate(points):

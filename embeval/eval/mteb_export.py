@@ -1,0 +1,127 @@
+"""Export embeval STS results in MTEB's per-task result JSON layout.
+
+One file per task, named after MTEB's task (``STS12.json`` … ``STSBenchmark.json``,
+``SICK-R.json``), shaped as mteb's ``TaskResult`` (checked against mteb 2.26):
+``{dataset_revision, task_name, mteb_version, scores: {split: [{main_score, cosine_spearman,
+cosine_pearson, pearson, spearman, hf_subset, languages}]}, evaluation_time, kg_co2_emissions}``.
+Scores are fractions (0.8203), as MTEB writes them, not x100. Put the files under
+``results/<model>/<revision>/`` of an MTEB results tree to compare with the leaderboard.
+
+What is and is not claimed:
+- ``dataset_revision`` is the revision of the Hugging Face dataset MTEB's task reads; embeval read
+  the same pairs from the SentEval/SemEval files (the `embeval` block records their checksum).
+- ``mteb_version`` is null: the numbers were computed by embeval, not by mteb.
+- Only cosine scores exist (embeval stores cosine similarities per pair); MTEB's manhattan and
+  euclidean fields are left out rather than invented.
+- ``evaluation_time`` is the wall time of the whole embeval run (it scores all tasks in one pass).
+Refused: partial (`--limit`) runs, runs on another split than test, and runs not scored with
+``--protocol mteb`` (SentEval text and SICK-R's test half are not what MTEB scores).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from embeval.eval.results import ResultsError, RunResult, _atomic_write
+
+log = logging.getLogger(__name__)
+FORMATS = ("mteb",)
+# embeval task -> (MTEB task name, MTEB's dataset revision), from mteb's task metadata
+MTEB_TASKS = {
+    "STS12": ("STS12", "a0d554a64d88156834ff5ae9920b964011b16384"),
+    "STS13": ("STS13", "7e90230a92c190f1bf69ae9002b8cea547a64cca"),
+    "STS14": ("STS14", "6031580fec1f6af667f0bd2da0a551cf4f0b2375"),
+    "STS15": ("STS15", "ae752c7c21bf194d8b67fd573edf7ae58183cbe3"),
+    "STS16": ("STS16", "4d8694f8f0e0100860b497b999b3dbed754a0513"),
+    "STSBenchmark": ("STSBenchmark", "b0fddb56ed78048fa8b90373c8a3cfc37b684831"),
+    "SICKRelatedness": ("SICK-R", "20a6d6f312dd54037fe07a32d58e5e168867909d"),
+}
+
+
+def check_exportable(run: RunResult) -> None:
+    """Refuse runs whose numbers MTEB results cannot be compared with."""
+    where = run.path or run.name
+    meta = run.meta
+    if meta.get("partial") or meta.get("limit"):
+        raise ResultsError(
+            f"{where} is a partial run (--limit {meta.get('limit')}): its scores cover only the "
+            "first pairs of each task and must not be compared with MTEB results; re-run "
+            "`embeval score --protocol mteb` without --limit"
+        )
+    if meta.get("protocol") != "mteb":
+        raise ResultsError(
+            f"{where} was scored with --protocol {meta.get('protocol')}; MTEB scores raw text and "
+            "all 9,927 SICK-R pairs: re-run `embeval score --protocol mteb` to export"
+        )
+    if meta.get("split") != "test":
+        raise ResultsError(f"{where} is a {meta.get('split')!r} run; MTEB reports test splits")
+
+
+def task_result(run: RunResult, task: str) -> dict:
+    """MTEB's TaskResult dict for one embeval STS task."""
+    name, revision = MTEB_TASKS[task]
+    m = run.tasks[task]
+    spearman, pearson = m["spearman"] / 100, m["pearson"] / 100
+    return {
+        "dataset_revision": revision,
+        "task_name": name,
+        "mteb_version": None,
+        "scores": {
+            "test": [
+                {
+                    "pearson": pearson,  # with the model's similarity function: cosine
+                    "spearman": spearman,
+                    "cosine_pearson": pearson,
+                    "cosine_spearman": spearman,
+                    "main_score": spearman,
+                    "hf_subset": "default",
+                    "languages": ["eng-Latn"],
+                }
+            ]
+        },
+        "evaluation_time": run.meta.get("timings", {}).get("total_s"),
+        "kg_co2_emissions": None,
+        "embeval": {
+            "run": run.name,
+            "embeval_version": run.meta.get("embeval_version"),
+            "checkpoint": run.meta.get("checkpoint"),
+            "pooler": run.meta.get("pooler"),
+            "protocol": run.meta.get("protocol"),
+            "n_pairs": m["n"],
+            "data_checksum": run.meta.get("data_checksums", {}).get(task),
+        },
+    }
+
+
+def not_exported(run: RunResult) -> list[str]:
+    """Tasks of `run` that MTEB has no counterpart for (SentEval transfer tasks)."""
+    return [t for t in run.tasks if t not in MTEB_TASKS]
+
+
+def export_mteb(run: RunResult, out_dir: str | os.PathLike) -> list[Path]:
+    """Write one MTEB result JSON per STS task of `run` into `out_dir`; returns the paths.
+
+    Tasks without an MTEB counterpart (SentEval transfer tasks) are skipped with a log line."""
+    check_exportable(run)
+    tasks = [t for t in run.tasks if t in MTEB_TASKS]
+    if skipped := not_exported(run):
+        log.warning("no MTEB counterpart, not exported: %s", ", ".join(skipped))
+    if not tasks:
+        known = ", ".join(MTEB_TASKS)
+        raise ResultsError(f"{run.path or run.name} has no STS task to export (MTEB: {known})")
+    out, paths = Path(out_dir), []
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"--out {out} is a file; expected a folder")
+    try:
+        for task in tasks:
+            result = task_result(run, task)
+            body = json.dumps(result, indent=2, allow_nan=False).encode() + b"\n"
+            path = out / f"{result['task_name']}.json"
+            _atomic_write(path, lambda f, b=body: f.write(b))
+            paths.append(path)
+    except OSError as exc:
+        raise ResultsError(f"cannot write MTEB results to {out}: {exc.strerror or exc}") from exc
+    return paths

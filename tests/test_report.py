@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +259,7 @@ def test_cli_formats(tmp_path, two_runs):
     html = out.read_text()
     assert html.count("data:image/svg+xml;base64,") == 3  # align-uniformity + 2 distributions
     assert 'id="main-table-1"' in html and "<script" not in html
+    assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained: nothing to fetch
     res = cli("report", *two_runs, "--format", "md", "--out", "-", "--bootstrap", B)
     assert res.exit_code == 0 and "| run | STS12 |" in res.output and "(baseline)" in res.output
     res = cli("report", *two_runs, "--format", "csv", "--out", tmp_path / "t.csv")

@@ -120,3 +120,10 @@ def test_page_renders_in_chromium(page, tmp_path):
         assert t["width"] > 0 and t["height"] > 0, f"table not laid out: {t}"
     assert "bow &lt;b&gt;model&lt;/b&gt;" in res.stdout  # escaped text, not markup
     assert np.isfinite(ink)
+
+
+def test_missing_chromium_is_a_failure_not_a_skip(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("EMBEVAL_CHROMIUM", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        chromium()

@@ -1,4 +1,4 @@
-"""Bootstrap statistics: exactness against scipy, interval width against theory, test calibration."""
+"""Bootstrap statistics: exact vs scipy, interval width vs theory, calibration of the test."""
 
 import numpy as np
 import pytest

@@ -28,7 +28,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed browser
 	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest -m "not gpu" -p no:cacheprovider
 
-test-fast: $(BIN)/.installed
+test-fast: $(BIN)/.installed browser
 	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest
 
 bench: $(BIN)/.installed

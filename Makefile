@@ -8,7 +8,7 @@ DATA ?= $(or $(EMBEVAL_DATA),$(if $(wildcard ../shared/data/sts),../shared/data,
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast bench lint browser clean
+.PHONY: demo test test-fast bench bench-transfer lint browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: $(BIN)/.installed browser
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_score.py --data $(DATA)
+
+# The seven SentEval transfer tasks, cold and warm cache (tens of minutes on a laptop CPU).
+bench-transfer: $(BIN)/.installed
+	nice $(BIN)/python benchmarks/bench_transfer.py --data $(DATA)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check embeval tests benchmarks && $(BIN)/ruff format --check embeval tests benchmarks

@@ -1,0 +1,520 @@
+"""The contrastive training loop (SimCSE, Gao et al. 2021), with interchangeable losses.
+
+Unsupervised data: one sentence per line; every batch is encoded twice with dropout on and the
+two views are positives. Supervised data: a CSV with `sent0,sent1[,hard_neg]` columns; sent1 is
+the positive and hard_neg an extra column of the similarity matrix. The loop does not know the
+loss (`embeval.core.losses`) nor how a model is scored: an `evaluate(model) -> dict` callback
+does that (the CLI wires STS-B dev in), so this module imports nothing from `embeval.eval`.
+
+Output folder: `best/` (best dev score, as SimCSE keeps), `last/` (plus `trainer_state.pt` with
+optimizer, scheduler, scaler and RNG state, for `resume`), `train_log.jsonl`,
+`train_config.json`. Both checkpoints save the evaluation pooler (`cls_before_pooler`) and keep
+the MLP pooler weights, so `--pooler cls` still works on them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embeval.core import distributed as dist
+from embeval.core.losses import get_loss, loss_hparams
+from embeval.core.model import POOLERS, SentenceModel, save_checkpoint
+
+log = logging.getLogger(__name__)
+STATE_FILE = "trainer_state.pt"
+LOG_FILE = "train_log.jsonl"
+CONFIG_FILE = "train_config.json"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, nothing to resume, mismatched resume config)."""
+
+
+@dataclass
+class TrainConfig:
+    """SimCSE's unsupervised BERT-base defaults; CLI flags override fields one-to-one."""
+
+    loss: str = "infonce"
+    temperature: float = 0.05
+    focal_m: float = 0.3  # Focal-InfoNCE hardness m
+    hard_negative_weight: float = 0.0  # sup-simcse: log(alpha)
+    uniformity_weight: float = 1.0  # align-uniform: lambda
+    batch_size: int = 64  # per process
+    lr: float = 3e-5
+    epochs: int = 1
+    steps: int | None = None  # overrides epochs when set
+    max_length: int = 32
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    eval_steps: int = 125
+    save_steps: int | None = None  # `last/` checkpoint; default: at every evaluation
+    log_steps: int = 25
+    seed: int = 42
+    pooler: str = "cls"  # training pooler: the MLP over [CLS], as SimCSE trains
+    eval_pooler: str = "cls_before_pooler"  # evaluation and saved pooler (MLP only in training)
+    reinit_pooler: bool = True  # SimCSE's MLP starts fresh (normal(0, initializer_range), bias 0)
+    amp: bool = True  # float16 autocast + GradScaler on CUDA; ignored on CPU
+    metric: str = "stsb_dev"  # key of the evaluate() result used to keep the best checkpoint
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the config
+
+    def validate(self) -> None:
+        get_loss(self.loss)
+        for name in ("pooler", "eval_pooler"):
+            if getattr(self, name) not in POOLERS:
+                raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {POOLERS}")
+        for name in ("batch_size", "max_length", "eval_steps", "log_steps", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class TrainData:
+    """Training examples: tuples of 1 (unsupervised) or 2-3 (sent0, sent1[, hard_neg]) texts."""
+
+    path: str
+    columns: tuple[str, ...]
+    examples: list[tuple[str, ...]]
+    skipped_empty: int = 0
+
+
+def read_training_file(path: str | os.PathLike) -> TrainData:
+    """One sentence per line (.txt), or a CSV with a `sent0,sent1[,hard_neg]` header."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"training file {p} does not exist (or is not a file)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"training file {p} is unreadable: {exc}") from exc
+    if p.suffix.lower() == ".csv":
+        return _read_csv(p, text)
+    lines = text.splitlines()
+    examples = [(s,) for s in lines if s.strip()]
+    if not examples:
+        raise ValueError(f"training file {p} holds no sentences; expected one sentence per line")
+    return TrainData(str(p), ("sent0",), examples, len(lines) - len(examples))
+
+
+def _read_csv(p: Path, text: str) -> TrainData:
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise ValueError(f"training file {p} is empty; expected a sent0,sent1[,hard_neg] header")
+    header = tuple(h.strip() for h in rows[0])
+    if header not in (("sent0", "sent1"), ("sent0", "sent1", "hard_neg")):
+        raise ValueError(f"{p}:1: header {','.join(header)!r}; expected sent0,sent1[,hard_neg]")
+    examples, skipped = [], 0
+    for i, row in enumerate(rows[1:], 2):
+        if not any(c.strip() for c in row):
+            skipped += 1
+            continue
+        if len(row) != len(header) or not all(c.strip() for c in row):
+            raise ValueError(f"{p}:{i}: expected {len(header)} non-empty fields, got {row!r}")
+        examples.append(tuple(row))
+    if not examples:
+        raise ValueError(f"training file {p} has a header but no rows")
+    return TrainData(str(p), header, examples, skipped)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    best_step: int | None
+    best_score: float | None
+    out_dir: str
+    truncated: int
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Hugging Face's linear schedule (SimCSE's default): warm up, then decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+class Trainer:
+    """`Trainer(backbone, tokenizer, data, config, evaluate).train()`; see the module docstring.
+
+    evaluate(model) receives a SentenceModel with the evaluation pooler in eval mode, returns
+    metrics (`config.metric` among them, higher is better) and must not change the weights.
+    `on_step_end` hooks get (trainer, step) after every optimizer step.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        tokenizer,
+        data: TrainData | str | os.PathLike,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        evaluate: Callable[[SentenceModel], dict] | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = True,
+    ):
+        config.validate()
+        self.config, self.tokenizer, self.evaluate = config, tokenizer, evaluate
+        self.data = data if isinstance(data, TrainData) else read_training_file(data)
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.loss_fn = get_loss(config.loss)
+        self.hparams = loss_hparams(
+            self.loss_fn,
+            {
+                "m": config.focal_m,
+                "hard_negative_weight": config.hard_negative_weight,
+                "lam": config.uniformity_weight,
+            },
+        )
+        dist_device = dist.init_from_env()
+        self.device = torch.device(
+            device or dist_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.world = dist.world_size()
+        if config.pooler == "cls" and getattr(backbone, "pooler", None) is None:
+            raise ValueError(
+                f"{type(backbone).__name__} has no MLP pooler for training pooler 'cls'; "
+                "use --pooler avg or cls_before_pooler"
+            )
+        self.backbone = backbone.to(self.device)
+        self.model = SentenceModel(self.backbone, config.pooler)
+        self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
+        n, global_batch = len(self.data.examples), config.batch_size * self.world
+        if global_batch > n:
+            raise ValueError(
+                f"batch size {config.batch_size} x {self.world} process(es) is larger than the "
+                f"{n} examples in {self.data.path}; use --batch-size <= {n // self.world}"
+            )
+        # Multi-process gathers need equal batches: drop the ragged last one there.
+        self.steps_per_epoch = n // global_batch if self.world > 1 else math.ceil(n / global_batch)
+        self.total_steps = (
+            config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
+        )
+        self.amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.optimizer = torch.optim.AdamW(
+            self.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay, eps=1e-8
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
+        )
+        self.ddp = None
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.on_step_end: list[Callable[[Trainer, int], None]] = []
+        self.step, self.truncated = 0, 0
+        self.best_score: float | None = None
+        self.last_score: float | None = None
+        self.best_step: int | None = None
+        self.saved_step: int | None = None
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ data
+    def batch_examples(self, step: int) -> list[tuple[str, ...]]:
+        """This process's examples for `step`: a seeded shuffle per epoch, restartable anywhere."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.config.seed + epoch)
+            self._perm = (epoch, torch.randperm(len(self.data.examples), generator=g))
+        gb, b = self.config.batch_size * self.world, self.config.batch_size
+        idx = self._perm[1][pos * gb : (pos + 1) * gb]
+        idx = idx[dist.rank() * b : (dist.rank() + 1) * b]
+        return [self.data.examples[i] for i in idx.tolist()]
+
+    def tokenize(self, texts: list[str]) -> tuple[dict, int]:
+        """Pad to the longest, truncate to max_length; also count the texts that were cut."""
+        n = self.config.max_length
+        probe = self.tokenizer(
+            texts, truncation=True, max_length=n + 1, return_attention_mask=False
+        )
+        cut = sum(len(ids) > n for ids in probe["input_ids"])
+        enc = self.tokenizer(
+            texts, truncation=True, max_length=n, padding=True, return_tensors="pt"
+        )
+        return {k: v.to(self.device) for k, v in enc.items()}, cut
+
+    # ------------------------------------------------------------------ one step
+    def compute_loss(self, examples: list[tuple[str, ...]]) -> torch.Tensor:
+        b, cols = len(examples), len(examples[0])
+        views = 2 if cols == 1 else cols  # unsupervised: the sentence twice, dropout differs
+        texts = [ex[min(c, cols - 1)] for c in range(views) for ex in examples]
+        inputs, cut = self.tokenize(texts)
+        self.truncated += cut if cols > 1 else cut // 2
+        model = self.ddp or self.model
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            emb = model(**inputs)  # (views * b, H)
+        emb = F.normalize(emb.float(), dim=-1).view(views, b, -1)  # cosine in float32
+        anchors = dist.gather_with_grad(emb[0])  # (W b, H)
+        cands = torch.cat([dist.gather_with_grad(emb[v]) for v in range(1, views)])  # (k W b, H)
+        sim = anchors @ cands.T  # (W b, W b + k)
+        return self.loss_fn(sim, self.config.temperature, **self.hparams)
+
+    # ------------------------------------------------------------------ loop
+    def train(self, resume: bool = False) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        if resume:
+            self._load_state()
+        else:
+            self._fresh_start()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=f"train {cfg.loss}",
+            unit="step",
+            disable=not (self.progress and dist.is_main()),
+        )
+        if self.step == 0 and not resume:
+            self._evaluate_and_save(0, {})
+        window, t0, rng = [], time.perf_counter(), self._rng_state()
+        try:
+            while self.step < self.total_steps:
+                rng = self._rng_state()  # state at the start of the step, for an interrupt
+                self.model.train()
+                loss = self.compute_loss(self.batch_examples(self.step))
+                if not torch.isfinite(loss):
+                    raise TrainingError(self._nan_message(loss.item()))
+                self.optimizer.zero_grad(set_to_none=True)
+                # Gathered negatives: every process holds the global loss; DDP averages the
+                # gradients, so scale by the world size to get the global-batch gradient.
+                self.scaler.scale(loss * self.world).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                self.step += 1
+                window.append(loss.item())
+                bar.update(1)
+                rec = {}
+                if self.step % cfg.log_steps == 0 or self.step == self.total_steps:
+                    dt = time.perf_counter() - t0
+                    rec = self._train_record(window, dt)
+                    window, t0 = [], time.perf_counter()
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", dev=self._dev_text())
+                rng = self._rng_state()
+                self._evaluate_and_save(self.step, rec)
+                for hook in self.on_step_end:
+                    hook(self, self.step)
+        except KeyboardInterrupt:
+            if dist.is_main() and self.saved_step != self.step:
+                self._save_last(rng)
+                log.warning("interrupted: saved step %d to %s", self.step, self.out / "last")
+            raise
+        finally:
+            bar.close()
+        if self.truncated:
+            log.warning(
+                "%d training sentence(s) longer than %d tokens were truncated",
+                self.truncated,
+                cfg.max_length,
+            )
+        return TrainResult(
+            self.step, self.best_step, self.best_score, str(self.out), self.truncated
+        )
+
+    def _fresh_start(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        if cfg.reinit_pooler and getattr(self.backbone, "pooler", None) is not None:
+            std = getattr(self.backbone.config, "initializer_range", 0.02)
+            with torch.no_grad():
+                for mod in self.backbone.pooler.modules():
+                    if isinstance(mod, torch.nn.Linear):
+                        mod.weight.normal_(0.0, std)
+                        mod.bias.zero_()
+        if dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / LOG_FILE).write_text("")
+            _write_json(self.out / CONFIG_FILE, {**dataclasses.asdict(cfg), **self._data_info()})
+
+    def _data_info(self) -> dict:
+        d = self.data
+        return {
+            "data": d.path,
+            "n_examples": len(d.examples),
+            "columns": list(d.columns),
+            "skipped_empty_lines": d.skipped_empty,
+            "world_size": self.world,
+            "total_steps": self.total_steps,
+        }
+
+    def _train_record(self, window: list[float], dt: float) -> dict:
+        n = len(window) * self.config.batch_size * self.world
+        return {
+            "epoch": round(self.step / self.steps_per_epoch, 4),
+            "loss": float(np.mean(window)),
+            "lr": self.scheduler.get_last_lr()[0],
+            "truncated": self.truncated,
+            "sentences_per_s": n / dt if dt > 0 else None,
+        }
+
+    def _dev_text(self) -> str:
+        return "-" if self.last_score is None else f"{self.last_score:.2f}"
+
+    def _evaluate_and_save(self, step: int, rec: dict) -> None:
+        cfg = self.config
+        final = step == self.total_steps
+        do_eval = step % cfg.eval_steps == 0 or final
+        do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
+        if dist.is_main():
+            if do_eval:
+                rec.update(self._run_evaluate(step))
+            if rec:
+                self._log({"step": step, **rec})
+            if do_save:
+                self._save_last(self._rng_state())
+        if do_eval or do_save:
+            dist.barrier()
+
+    def _run_evaluate(self, step: int) -> dict:
+        cfg = self.config
+        if self.evaluate is None:  # nothing scores: `best` is the latest model
+            self._save_best(step, None)
+            return {}
+        self.eval_model.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # scoring must not shift dropout masks
+            metrics = dict(self.evaluate(self.eval_model))
+        self.model.train()
+        score = metrics.get(cfg.metric)
+        if not isinstance(score, int | float) or not math.isfinite(score):
+            raise TrainingError(f"evaluate() returned {cfg.metric}={score!r}; expected a number")
+        self.last_score = float(score)
+        is_best = self.best_score is None or score > self.best_score
+        if is_best:
+            self.best_score, self.best_step = float(score), step
+            self._save_best(step, metrics)
+        return {**metrics, "best": is_best}
+
+    def _save_best(self, step: int, metrics: dict | None) -> None:
+        cfg = self.config
+        best = save_checkpoint(
+            self.backbone, self.tokenizer, self.out / "best", cfg.eval_pooler, cfg.max_length
+        )
+        _write_json(best / "embeval_train.json", {"step": step, "metrics": metrics or {}})
+
+    def _save_last(self, rng: dict) -> None:
+        cfg = self.config
+        new = save_checkpoint(
+            self.backbone, self.tokenizer, self.out / ".last.new", cfg.eval_pooler, cfg.max_length
+        )
+        state = {
+            "step": self.step,
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "truncated": self.truncated,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "config": dataclasses.asdict(cfg),
+        }
+        torch.save(state, new / STATE_FILE)
+        last, old = self.out / "last", self.out / ".last.old"
+        if last.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(last, old)
+        os.replace(new, last)
+        shutil.rmtree(old, ignore_errors=True)
+        self.saved_step = self.step
+
+    def _load_state(self) -> None:
+        from safetensors.torch import load_file
+
+        last = self.out / "last"
+        if not (last / STATE_FILE).is_file():
+            raise TrainingError(f"nothing to resume: {last / STATE_FILE} does not exist")
+        state = torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
+        now = dataclasses.asdict(self.config)
+        diff = [k for k in now if state["config"].get(k) != now[k]]
+        if diff:
+            pairs = ", ".join(f"{k}: {state['config'].get(k)!r} -> {now[k]!r}" for k in diff)
+            raise TrainingError(f"resume with the settings of {last}; these differ: {pairs}")
+        weights = load_file(str(last / "model.safetensors"), device=str(self.device))
+        self.backbone.load_state_dict(weights, strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.truncated = state["step"], state["truncated"]
+        self.best_score, self.best_step = state["best_score"], state["best_step"]
+        self.last_score = self.best_score
+        self.saved_step = self.step
+        self._set_rng_state(state["rng"])
+        if dist.is_main():  # drop log lines written after the checkpoint
+            path = self.out / LOG_FILE
+            lines = path.read_text().splitlines() if path.exists() else []
+            keep = [ln for ln in lines if _line_step(ln) <= self.step]
+            _atomic_write(path, "".join(f"{ln}\n" for ln in keep))
+        log.info("resumed from %s at step %d", last, self.step)
+
+    def _rng_state(self) -> dict:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+        }
+
+    def _set_rng_state(self, rng: dict) -> None:
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+
+    def _nan_message(self, value: float) -> str:
+        where = (
+            f"the last good checkpoint is {self.out / 'last'} (step {self.saved_step})"
+            if self.saved_step is not None
+            else "no checkpoint was saved yet"
+        )
+        return (
+            f"loss became {value} at step {self.step + 1} (loss {self.config.loss}, "
+            f"lr {self.scheduler.get_last_lr()[0]:.3g}); training stopped and {where}. "
+            "Try a lower --lr or a larger --temp."
+        )
+
+    def _log(self, rec: dict) -> None:
+        with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def _line_step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", math.inf))
+    except (ValueError, AttributeError):
+        return math.inf
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    _atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")

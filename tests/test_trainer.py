@@ -1,0 +1,212 @@
+"""Trainer on CPU with a tiny random BERT: checkpoints, resume, bad input, NaN, supervised data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from embeval.core import losses
+from embeval.core.model import load_model, random_tiny
+from embeval.core.trainer import TrainConfig, Trainer, TrainingError, read_training_file
+
+WORDS = "cat dog bird fish sun moon tree river road city car boat house lamp book song".split()
+
+
+def write_sentences(path, n=40):
+    """n distinct short sentences: word pairs drawn in a fixed order from WORDS."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"the {WORDS[i % 16]} saw a {WORDS[(i * 7 + 3) % 16]} number {i}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny(seed=0):
+    return random_tiny(seed, hidden=32, layers=1, heads=2)
+
+
+def cfg(**kw):
+    base = dict(batch_size=8, max_length=16, lr=1e-3, eval_steps=3, log_steps=1, seed=7)
+    return TrainConfig(**{**base, **kw})
+
+
+def make_trainer(tmp_path, data=None, evaluate=None, seed=0, **kw):
+    backbone, tok = tiny(seed)
+    data = data or write_sentences(tmp_path / "train.txt")
+    return Trainer(
+        backbone, tok, data, cfg(**kw), tmp_path / "out", evaluate=evaluate, progress=False
+    )
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def embed(model, tok, texts):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return model.eval()(**enc)
+
+
+def test_steps_zero_saves_the_initial_model(tmp_path):
+    seen = []
+
+    def evaluate(model):
+        seen.append((model.pooler, model.training))
+        return {"stsb_dev": 1.0}
+
+    tr = make_trainer(tmp_path, evaluate=evaluate, steps=0)
+    result = tr.train()
+    assert result.step == 0 and result.best_step == 0
+    assert seen == [("cls_before_pooler", False)]  # scored once, with the evaluation pooler
+    out = tmp_path / "out"
+    model, tok, info = load_model(out / "best")
+    assert info.pooler == "cls_before_pooler" and info.max_length == 16
+    texts = ["a cat", "the river runs fast"]
+    assert torch.allclose(embed(model, tok, texts), embed(tr.eval_model, tok, texts), atol=1e-6)
+    assert (out / "last" / "trainer_state.pt").is_file()
+    # The MLP pooler weights are kept: --pooler cls loads them.
+    cls_model, _, _ = load_model(out / "best", pooler="cls")
+    assert torch.equal(cls_model.backbone.pooler.dense.weight, tr.backbone.pooler.dense.weight)
+
+
+def test_pooler_is_reinitialised_like_simcse_mlp(tmp_path):
+    tr = make_trainer(tmp_path, steps=0)
+    before = tr.backbone.pooler.dense.weight.clone()
+    tr.backbone.pooler.dense.bias.data.fill_(1.0)
+    tr.train()
+    w, b = tr.backbone.pooler.dense.weight, tr.backbone.pooler.dense.bias
+    assert not torch.equal(w, before)
+    assert torch.all(b == 0)
+    assert abs(w.std().item() - tr.backbone.config.initializer_range) < 0.004
+
+
+def test_training_logs_and_keeps_the_best(tmp_path):
+    scores = iter([10.0, 30.0, 20.0])  # step 0, 3, 6: step 3 is the best
+
+    def evaluate(model):
+        return {"stsb_dev": next(scores), "alignment": 0.5, "uniformity": -1.0}
+
+    tr = make_trainer(tmp_path, evaluate=evaluate, steps=6)
+    before = [p.clone() for p in tr.backbone.parameters()]
+    result = tr.train()
+    assert result.best_step == 3 and result.best_score == 30.0
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.backbone.parameters(), strict=True))
+    out = tmp_path / "out"
+    assert json.loads((out / "best" / "embeval_train.json").read_text())["step"] == 3
+    log = read_log(out)
+    assert [r["step"] for r in log] == [0, 1, 2, 3, 4, 5, 6]
+    assert [r["stsb_dev"] for r in log if "stsb_dev" in r] == [10.0, 30.0, 20.0]
+    assert all(r["loss"] > 0 and r["lr"] >= 0 for r in log[1:])
+    assert log[-1]["lr"] == 0.0  # linear decay to zero over the run
+    assert json.loads((out / "train_config.json").read_text())["n_examples"] == 40
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    full = make_trainer(tmp_path / "a", steps=7)
+    full.train()
+
+    part = make_trainer(tmp_path / "b", steps=7)
+
+    def interrupt(trainer, step):
+        if step == 4:  # between evaluations (3, 6): the interrupt handler saves step 4
+            raise KeyboardInterrupt
+
+    part.on_step_end.append(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    state = torch.load(tmp_path / "b" / "out" / "last" / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 4
+
+    resumed = make_trainer(tmp_path / "b", steps=7, seed=99)  # other init: weights come from last
+    resumed.train(resume=True)
+    for (name, a), b in zip(
+        full.backbone.state_dict().items(), resumed.backbone.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    la, lb = read_log(tmp_path / "a" / "out"), read_log(tmp_path / "b" / "out")
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+
+
+def test_resume_refuses_changed_settings_and_missing_state(tmp_path):
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        make_trainer(tmp_path, steps=2).train(resume=True)
+    make_trainer(tmp_path, steps=2).train()
+    with pytest.raises(TrainingError, match="lr: 0.001 -> 0.002"):
+        make_trainer(tmp_path, steps=2, lr=2e-3).train(resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+
+    def nan_at_5(sim, temperature):
+        calls["n"] += 1
+        loss = losses.infonce(sim, temperature)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setitem(losses.LOSSES, "nan-at-5", nan_at_5)
+    tr = make_trainer(tmp_path, loss="nan-at-5", steps=8)
+    with pytest.raises(TrainingError, match=r"loss became nan at step 5.*last \(step 3\)"):
+        tr.train()
+    last = tmp_path / "out" / "last"
+    state = torch.load(last / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 3
+    model, _, _ = load_model(last)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bad_training_files(tmp_path):
+    with pytest.raises(ValueError, match=r"missing\.txt does not exist"):
+        read_training_file(tmp_path / "missing.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"empty\.txt holds no sentences"):
+        read_training_file(empty)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\nx,y\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:1: header"):
+        read_training_file(bad)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("sent0,sent1,hard_neg\nx,y,z\nx,y\n")
+    with pytest.raises(ValueError, match=r"ragged\.csv:3: expected 3"):
+        read_training_file(ragged)
+
+
+def test_batch_larger_than_data(tmp_path):
+    data = write_sentences(tmp_path / "few.txt", n=5)
+    with pytest.raises(ValueError, match=r"batch size 8 .* larger than the 5 examples.*<= 5"):
+        make_trainer(tmp_path, data=data)
+
+
+def test_long_lines_are_truncated_and_counted(tmp_path):
+    data = write_sentences(tmp_path / "train.txt", n=16)
+    long = " ".join(["word"] * 40)  # 40 tokens + 2 special > max_length 16
+    data.write_text(data.read_text() + (long + "\n") * 3)
+    tr = make_trainer(tmp_path, data=data, steps=3, batch_size=19)  # one batch = every line
+    result = tr.train()
+    assert result.truncated == 9  # 3 long lines x 3 steps (each counted once, not per view)
+    assert [r["truncated"] for r in read_log(tmp_path / "out")][-1] == 9
+
+
+def test_supervised_csv_gives_hard_negative_columns(tmp_path, monkeypatch):
+    shapes = []
+
+    def spy(sim, temperature, hard_negative_weight=0.0):
+        shapes.append(tuple(sim.shape))
+        return losses.sup_simcse(sim, temperature, hard_negative_weight)
+
+    monkeypatch.setitem(losses.LOSSES, "spy", spy)
+    rows = [f"the {w} sleeps,a {w} rests,no {w} runs" for w in WORDS]
+    csv_path = tmp_path / "nli.csv"
+    csv_path.write_text("sent0,sent1,hard_neg\n" + "\n".join(rows) + "\n")
+    result = make_trainer(tmp_path, data=csv_path, loss="spy", steps=2).train()
+    assert result.step == 2
+    assert shapes == [(8, 16), (8, 16)]
+
+
+def test_unknown_loss_and_pooler(tmp_path):
+    with pytest.raises(ValueError, match="did you mean 'infonce'"):
+        make_trainer(tmp_path, loss="infonse")
+    with pytest.raises(ValueError, match="eval_pooler"):
+        make_trainer(tmp_path, eval_pooler="mean")

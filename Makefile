@@ -28,6 +28,11 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed browser
 	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest -m "not gpu" -p no:cacheprovider
 
+# The regression gate CI runs: packaged all-MiniLM-L6-v2 on STS-B dev vs the committed baseline.
+gate: $(BIN)/.installed
+	$(BIN)/embeval check --data $(DATA) --no-cache --out reports/runs/gate-stsb-dev.json \
+		--baseline reports/baselines/all-MiniLM-L6-v2-stsb-dev.json --tolerance 0.5
+
 test-fast: $(BIN)/.installed browser
 	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest
 

@@ -143,7 +143,7 @@ class TransformerEncoder:
             total=len(sentences),
             desc="encoding",
             unit="sent",
-            disable=not self.progress,
+            disable=None if self.progress else True,  # None: off when not a terminal
             leave=False,
         )
         try:

@@ -403,5 +403,175 @@ def export(results, fmt, out):
     click.echo(f"wrote {len(paths)} MTEB result files to {out}")
 
 
+def stsb_dev_evaluator(tokenizer, root, device, batch_size):
+    """The Trainer's evaluate callback: STS-B dev Spearman plus alignment and uniformity."""
+    from embeval.eval.datasets import data_root, load_sts
+    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.score import score
+
+    root = data_root(root)
+    load_sts("STSBenchmark", "dev", root)  # fail before training, not at the first evaluation
+
+    def evaluate(model) -> dict:
+        enc = TransformerEncoder(
+            model, tokenizer, batch_size=batch_size, device=device, progress=False
+        )
+        run = score(enc, ["STSBenchmark"], split="dev", root=root, name="train-eval")
+        d = run.diagnostics
+        return {
+            "stsb_dev": run.tasks["STSBenchmark"]["spearman"],
+            "alignment": d.get("alignment"),
+            "uniformity": d.get("uniformity"),
+        }
+
+    return evaluate
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_name",
+    required=True,
+    help="Checkpoint folder, hub name, or "
+    "random-tiny (a small random BERT with the packaged tokenizer).",
+)
+@click.option(
+    "--data",
+    "train_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="One sentence per line, or a CSV with sent0,sent1[,hard_neg].",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: best/, last/, train_log.jsonl, train_config.json.",
+)
+@click.option(
+    "--loss",
+    default="infonce",
+    show_default=True,
+    help="infonce, focal-infonce, sup-simcse or align-uniform.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(0),
+    help="Optimizer steps (overrides --epochs); 0 saves the initial model.",
+)
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--eval-steps", default=125, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--save-steps",
+    type=click.IntRange(1),
+    help="last/ checkpoint every N steps (default: at every evaluation).",
+)
+@click.option("--log-steps", default=25, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Per process."
+)
+@click.option("--lr", default=3e-5, show_default=True, type=float)
+@click.option("--temp", "temperature", default=0.05, show_default=True, type=float)
+@click.option(
+    "--focal-m", default=0.3, show_default=True, type=float, help="Focal-InfoNCE hardness m."
+)
+@click.option(
+    "--hard-negative-weight",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="sup-simcse: log(alpha).",
+)
+@click.option(
+    "--uniformity-weight", default=1.0, show_default=True, type=float, help="align-uniform: lambda."
+)
+@click.option("--max-length", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--weight-decay", default=0.0, show_default=True, type=float)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--pooler",
+    type=click.Choice(POOLERS),
+    default="cls",
+    show_default=True,
+    help="Training pooler (cls = [CLS] + MLP, as SimCSE trains).",
+)
+@click.option(
+    "--eval-pooler",
+    type=click.Choice(POOLERS),
+    default="cls_before_pooler",
+    show_default=True,
+    help="Pooler for evaluation and the saved checkpoints.",
+)
+@click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
+@click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last with the same settings.")
+@click.option(
+    "--eval-data",
+    type=click.Path(file_okay=False),
+    help="Data root holding STS-B dev. Default: $EMBEVAL_DATA, else data/.",
+)
+@click.option("--no-eval", is_flag=True, help="No STS-B dev scoring; best/ = the latest model.")
+@click.option("--eval-batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--device", help="cpu, cuda, cuda:1 … Default: cuda when present.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(
+    model_name,
+    train_file,
+    out,
+    resume,
+    eval_data,
+    no_eval,
+    eval_batch_size,
+    device,
+    progress,
+    keep_pooler,
+    no_amp,
+    **fields,
+):
+    """Train a contrastive sentence encoder (SimCSE / Focal-InfoNCE) and save checkpoints.
+
+    \b
+    embeval train --model random-tiny --out runs/tiny \\
+        --data ../shared/data/train/wiki1m_for_simcse.first11914.txt \\
+        --loss focal-infonce --steps 300 --lr 5e-4 --eval-data ../shared/data
+    """
+    from embeval.core import distributed as dist
+    from embeval.core.model import load_model, random_tiny
+    from embeval.core.trainer import TrainConfig, Trainer, TrainingError
+
+    cfg = TrainConfig(**fields, reinit_pooler=not keep_pooler, amp=not no_amp)
+    try:
+        cfg.validate()
+        if model_name == "random-tiny":
+            backbone, tokenizer = random_tiny(cfg.seed)
+        else:
+            model, tokenizer, _ = load_model(model_name, pooler=cfg.pooler)
+            backbone = model.backbone
+        evaluate = None
+        if not no_eval:
+            evaluate = stsb_dev_evaluator(tokenizer, eval_data, device, eval_batch_size)
+        trainer = Trainer(backbone, tokenizer, train_file, cfg, out, evaluate, device, progress)
+        result = trainer.train(resume=resume)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted; resume with the same command plus --resume ({out}/last)", err=True
+        )
+        sys.exit(130)
+    except (TrainingError, *USER_ERRORS) as exc:
+        fail(exc, 1 if isinstance(exc, TrainingError) else 2)
+    if not dist.is_main():
+        return
+    best = (
+        f"best STS-B dev {result.best_score:.2f} at step {result.best_step}"
+        if result.best_score is not None
+        else "no evaluation"
+    )
+    click.echo(f"trained {result.step} steps; {best}")
+    if result.truncated:
+        click.echo(f"{result.truncated} training sentence(s) truncated to {cfg.max_length} tokens")
+    click.echo(f"checkpoint: {Path(out) / 'best'}\nlog: {Path(out) / 'train_log.jsonl'}")
+
+
 if __name__ == "__main__":
     main()

@@ -62,7 +62,8 @@ def test_steps_zero_saves_the_initial_model(tmp_path):
     assert seen == [("cls_before_pooler", False)]  # scored once, with the evaluation pooler
     out = tmp_path / "out"
     model, tok, info = load_model(out / "best")
-    assert info.pooler == "cls_before_pooler" and info.max_length == 16
+    # the training max_length (16) is not an inference limit: SimCSE evaluates untruncated
+    assert info.pooler == "cls_before_pooler" and info.max_length == 512
     texts = ["a cat", "the river runs fast"]
     assert torch.allclose(embed(model, tok, texts), embed(tr.eval_model, tok, texts), atol=1e-6)
     assert (out / "last" / "trainer_state.pt").is_file()
@@ -210,3 +211,27 @@ def test_unknown_loss_and_pooler(tmp_path):
         make_trainer(tmp_path, loss="infonse")
     with pytest.raises(ValueError, match="eval_pooler"):
         make_trainer(tmp_path, eval_pooler="mean")
+
+
+def test_cli_train_wires_the_stsb_dev_scorer(tmp_path, tiny_data):
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+
+    data = write_sentences(tmp_path / "train.txt", n=12)
+    out = tmp_path / "run"
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+    args += ["--steps", "2", "--eval-steps", "1", "--batch-size", "4", "--lr", "1e-3"]
+    args += ["--eval-data", str(tiny_data), "--no-progress", "--loss", "focal-infonce"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "trained 2 steps; best STS-B dev" in res.output
+    log = read_log(out)
+    assert [r["step"] for r in log if "stsb_dev" in r] == [0, 1, 2]
+    assert all(isinstance(r["uniformity"], float) for r in log if "stsb_dev" in r)
+    cfg_saved = json.loads((out / "train_config.json").read_text())
+    assert cfg_saved["loss"] == "focal-infonce" and cfg_saved["batch_size"] == 4
+    missing = CliRunner().invoke(main, [*args[:4], str(tmp_path / "nope.txt"), *args[5:]])
+    assert missing.exit_code == 2 and "nope.txt does not exist" in missing.output
+    resumed = CliRunner().invoke(main, [*args, "--resume"])  # finished run: nothing left to do
+    assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output

@@ -412,16 +412,12 @@ class Trainer:
 
     def _save_best(self, step: int, metrics: dict | None) -> None:
         cfg = self.config
-        best = save_checkpoint(
-            self.backbone, self.tokenizer, self.out / "best", cfg.eval_pooler, cfg.max_length
-        )
+        best = _save(self.backbone, self.tokenizer, self.out / "best", cfg)
         _write_json(best / "embeval_train.json", {"step": step, "metrics": metrics or {}})
 
     def _save_last(self, rng: dict) -> None:
         cfg = self.config
-        new = save_checkpoint(
-            self.backbone, self.tokenizer, self.out / ".last.new", cfg.eval_pooler, cfg.max_length
-        )
+        new = _save(self.backbone, self.tokenizer, self.out / ".last.new", cfg)
         state = {
             "step": self.step,
             "best_score": self.best_score,
@@ -501,6 +497,21 @@ class Trainer:
     def _log(self, rec: dict) -> None:
         with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
+
+
+def _save(backbone, tokenizer, path: Path, cfg: TrainConfig) -> Path:
+    """save_checkpoint with the evaluation pooler, without transformers' per-save progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    was_disabled = hf_logging.is_progress_bar_enabled() is False
+    hf_logging.disable_progress_bar()
+    try:
+        # max_length is a training setting; inference keeps SimCSE's untruncated evaluation
+        limit = min(getattr(backbone.config, "max_position_embeddings", 512), 512)
+        return save_checkpoint(backbone, tokenizer, path, cfg.eval_pooler, limit)
+    finally:
+        if not was_disabled:
+            hf_logging.enable_progress_bar()
 
 
 def _line_step(line: str) -> float:

@@ -1,0 +1,148 @@
+"""Training throughput: embeval's Trainer (InfoNCE) vs sentence-transformers'
+MultipleNegativesRankingLoss, one run each, printed side by side.
+
+Same model weights (random-tiny saved once, or --model DIR), batch size, max sequence length,
+learning rate, data (the first steps x batch sentences of the file, in order for
+sentence-transformers and shuffled by embeval) and device. Both encode every sentence twice
+(two dropout views, in-batch negatives, scale 1/tau = 20). sentence-transformers runs in a plain
+PyTorch loop around `model.tokenize` + `MultipleNegativesRankingLoss` (its `fit`/Trainer needs
+the `datasets` package, which embeval does not depend on), so its figure excludes Trainer
+overhead. Each side runs in its own process so peak memory (max RSS on CPU, max allocated on
+CUDA) is its own; the first 3 steps are warm-up and not timed.
+
+    nice python benchmarks/bench_train.py [--model random-tiny] [--steps 40] [--batch-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+WARMUP = 3
+DATA = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared/data/train/wiki1m_for_simcse.first11914.txt"
+)
+
+
+def peak_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_embeval(args, device) -> dict:
+    from embeval.core.model import load_model
+    from embeval.core.trainer import TrainConfig, Trainer
+
+    model, tok, _ = load_model(args.model, pooler="cls_before_pooler")
+    cfg = TrainConfig(
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lr=args.lr,
+        steps=WARMUP + args.steps,
+        eval_steps=10**9,
+        save_steps=10**9,
+        pooler="cls_before_pooler",
+    )
+    with tempfile.TemporaryDirectory() as out:
+        tr = Trainer(model.backbone, tok, args.data, cfg, out, device=device, progress=False)
+        times = []
+        tr.on_step_end.append(lambda t, s: times.append(time.perf_counter()))
+        tr.train()
+    return {"seconds": times[-1] - times[WARMUP - 1], "peak_mb": peak_mb(tr.device)}
+
+
+def run_st(args, device) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformer, losses
+
+    model = SentenceTransformer(args.model, device=str(device))
+    model.max_seq_length = args.max_length
+    loss_fn = losses.MultipleNegativesRankingLoss(model, scale=20.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    lines = [s for s in Path(args.data).read_text().splitlines() if s.strip()]
+    model.train()
+    t0 = None
+    for step in range(WARMUP + args.steps):
+        if step == WARMUP:
+            t0 = time.perf_counter()
+        batch = lines[step * args.batch_size : (step + 1) * args.batch_size]
+        feats = [
+            {k: v.to(device) for k, v in model.tokenize(batch).items()} for _ in range(2)
+        ]  # anchor and positive: the same sentences, different dropout
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            loss = loss_fn(feats, None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()  # sync, as embeval does for logging
+    return {"seconds": time.perf_counter() - t0, "peak_mb": peak_mb(device)}
+
+
+def child(args) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    res = (run_embeval if args.side == "embeval" else run_st)(args, device)
+    res["sentences_per_s"] = args.steps * args.batch_size / res["seconds"]
+    res["device"] = str(device)
+    print(json.dumps(res))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", default="random-tiny", help="checkpoint folder or random-tiny")
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--steps", type=int, default=40, help="timed steps (after 3 warm-up)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--max-length", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-5)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--side", choices=["embeval", "st"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        return child(args)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model == "random-tiny":
+            from embeval.core.model import random_tiny, save_checkpoint
+
+            backbone, tok = random_tiny(0)
+            save_checkpoint(backbone, tok, Path(tmp) / "tiny", "cls_before_pooler", args.max_length)
+            args.model = str(Path(tmp) / "tiny")
+        results = {}
+        for side in ("embeval", "st"):
+            cmd = [sys.executable, __file__, "--side", side, "--model", args.model]
+            for k in ("data", "steps", "batch_size", "max_length", "lr", "device"):
+                if getattr(args, k) is not None:
+                    cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results[side] = json.loads(out.strip().splitlines()[-1])
+    e, s = results["embeval"], results["st"]
+    print(
+        f"model {args.model}  batch {args.batch_size}  max_length {args.max_length}  "
+        f"timed steps {args.steps}  device {e['device']}"
+    )
+    print(f"{'':24}{'embeval':>12}{'sentence-tf':>14}")
+    print(f"{'sentences/s':24}{e['sentences_per_s']:12.1f}{s['sentences_per_s']:14.1f}")
+    print(f"{'peak memory (MiB)':24}{e['peak_mb']:12.0f}{s['peak_mb']:14.0f}")
+    print(
+        f"embeval / sentence-transformers speed: {e['sentences_per_s'] / s['sentences_per_s']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

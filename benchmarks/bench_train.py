@@ -80,7 +80,8 @@ def run_st(args, device) -> dict:
             t0 = time.perf_counter()
         batch = lines[step * args.batch_size : (step + 1) * args.batch_size]
         feats = [
-            {k: v.to(device) for k, v in model.tokenize(batch).items()} for _ in range(2)
+            {k: v.to(device) if hasattr(v, "to") else v for k, v in model.tokenize(batch).items()}
+            for _ in range(2)
         ]  # anchor and positive: the same sentences, different dropout
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             loss = loss_fn(feats, None)

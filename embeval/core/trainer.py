@@ -246,22 +246,24 @@ class Trainer:
     def tokenize(self, texts: list[str]) -> tuple[dict, int]:
         """Pad to the longest, truncate to max_length; also count the texts that were cut."""
         n = self.config.max_length
-        probe = self.tokenizer(
-            texts, truncation=True, max_length=n + 1, return_attention_mask=False
-        )
-        cut = sum(len(ids) > n for ids in probe["input_ids"])
         enc = self.tokenizer(
             texts, truncation=True, max_length=n, padding=True, return_tensors="pt"
         )
+        if getattr(enc, "encodings", None):  # fast tokenizer: cut tokens are kept as overflow
+            cut = sum(bool(e.overflowing) for e in enc.encodings)
+        else:
+            probe = self.tokenizer(texts, truncation=True, max_length=n + 1)["input_ids"]
+            cut = sum(len(ids) > n for ids in probe)
         return {k: v.to(self.device) for k, v in enc.items()}, cut
 
     # ------------------------------------------------------------------ one step
     def compute_loss(self, examples: list[tuple[str, ...]]) -> torch.Tensor:
         b, cols = len(examples), len(examples[0])
         views = 2 if cols == 1 else cols  # unsupervised: the sentence twice, dropout differs
-        texts = [ex[min(c, cols - 1)] for c in range(views) for ex in examples]
-        inputs, cut = self.tokenize(texts)
-        self.truncated += cut if cols > 1 else cut // 2
+        inputs, cut = self.tokenize([ex[c] for c in range(cols) for ex in examples])
+        if cols == 1:  # unsupervised: the same ids twice; dropout makes the two views differ
+            inputs = {k: torch.cat([v, v]) for k, v in inputs.items()}
+        self.truncated += cut
         model = self.ddp or self.model
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             emb = model(**inputs)  # (views * b, H)

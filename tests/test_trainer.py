@@ -235,3 +235,14 @@ def test_cli_train_wires_the_stsb_dev_scorer(tmp_path, tiny_data):
     assert missing.exit_code == 2 and "nope.txt does not exist" in missing.output
     resumed = CliRunner().invoke(main, [*args, "--resume"])  # finished run: nothing left to do
     assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output
+
+
+def test_core_does_not_import_the_evaluation_layer():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, embeval.core.trainer, embeval.core.losses, embeval.core.distributed; "
+        "bad = [m for m in sys.modules if m.startswith('embeval.eval')]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -316,7 +316,9 @@ class Trainer:
                     window, t0 = [], time.perf_counter()
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", dev=self._dev_text())
                 rng = self._rng_state()
+                t_eval = time.perf_counter()
                 self._evaluate_and_save(self.step, rec)
+                t0 += time.perf_counter() - t_eval  # throughput excludes scoring and saving
                 for hook in self.on_step_end:
                     hook(self, self.step)
         except KeyboardInterrupt:

@@ -8,7 +8,7 @@ DATA ?= $(or $(EMBEVAL_DATA),$(if $(wildcard ../shared/data/sts),../shared/data,
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast bench bench-transfer lint browser clean
+.PHONY: demo test test-fast bench bench-transfer bench-train lint browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(BIN)/.installed
 # The seven SentEval transfer tasks, cold and warm cache (tens of minutes on a laptop CPU).
 bench-transfer: $(BIN)/.installed
 	nice $(BIN)/python benchmarks/bench_transfer.py --data $(DATA)
+
+# Training throughput, embeval vs sentence-transformers MultipleNegativesRankingLoss (random-tiny).
+bench-train: $(BIN)/.installed
+	nice $(BIN)/python benchmarks/bench_train.py --data $(DATA)/train/wiki1m_for_simcse.first11914.txt
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check embeval tests benchmarks && $(BIN)/ruff format --check embeval tests benchmarks

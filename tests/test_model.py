@@ -112,6 +112,21 @@ def test_save_roundtrip_and_fingerprint(tmp_path):
     assert not list(tmp_path.glob(".ckpt*")), "no temporary folders left behind"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoint_computes_in_float32(tmp_path, dtype):
+    """Hub checkpoints are often saved in float16/bfloat16, and transformers >= 5 would keep that
+    dtype; embeval computes in float32 on the same (exactly widened) weights."""
+    backbone, tok = random_tiny(seed=3)
+    out = save_checkpoint(backbone.to(dtype), tok, tmp_path / "half", "avg", 32)
+    model, _, _ = load_model(out)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    batch = tok(SENTS, padding=True, return_tensors="pt")
+    widened = backbone.float().eval()  # the half weights, widened: what float32 should compute
+    with torch.no_grad():
+        h = widened(**batch).last_hidden_state
+        torch.testing.assert_close(model(**batch), masked_mean(h, batch["attention_mask"]))
+
+
 def test_hub_name_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="could not be fetched from the Hugging Face hub"):

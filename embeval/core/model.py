@@ -113,7 +113,10 @@ def load_model(
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
-    model = SentenceModel(backbone, info.pooler).eval()
+    # transformers >= 5 keeps the dtype the weights were saved in (dtype="auto"); hub checkpoints
+    # stored in float16/bfloat16 would then run in half precision on the CPU. Compute in float32
+    # (exact for those dtypes); half precision on CUDA is the encoder's autocast, by request.
+    model = SentenceModel(backbone.float(), info.pooler).eval()
     log.info("loaded %s (pooler=%s, max_length=%d)", info.path, info.pooler, info.max_length)
     return model, tokenizer, info
 

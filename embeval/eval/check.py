@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embeval.eval import stats
-from embeval.eval.report import format_p, same_pairs
+from embeval.eval.report import format_p
+from embeval.eval.report_tables import same_pairs
 from embeval.eval.results import ResultsError, RunResult
 
 ALPHA = 0.05

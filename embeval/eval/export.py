@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import io
 
-from embeval.eval.report import Report, Table
+from embeval.eval.report import Report
+from embeval.eval.report_tables import AVG, Table
 
 FORMATS = ("html", "md", "csv")
 
@@ -76,7 +77,7 @@ def to_csv(report: Report) -> str:
                     ci = c.ci or (None, None)
                     w.writerow(
                         [protocol, split, limit or "", row.label, int(row.baseline), task]
-                        + [metric if task != "Avg" else "spearman_avg"]
+                        + [metric if task != AVG else "spearman_avg"]
                         + [_num(c.value), _num(ci[0]), _num(ci[1]), _num(c.delta)]
                         + [_num(c.p), int(c.best)]
                     )

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from embeval.cli import main
 from embeval.eval import download as dl
+from embeval.eval import senteval_sources as sources
 from embeval.eval.datasets import STS_YEARS, DataError
 from embeval.eval.senteval_text import cut, moses_tokenizer
 
@@ -183,7 +184,10 @@ def sts16_and_stsb_archives(shared: Path, full: bool = False):
         idx = range(len(raw)) if full else pick(raw)
         chosen["stsb"][split] = idx
         stsb[f"stsbenchmark/sts-{split}.csv"] = b"".join(raw[i] for i in idx)
-    files = {name(dl.STS_URLS["STS16"][0]): make_zip(members), name(dl.STSB_URL): make_tgz(stsb)}
+    files = {
+        name(sources.STS_URLS["STS16"][0]): make_zip(members),
+        name(sources.STSB_URL): make_tgz(stsb),
+    }
     return files, chosen
 
 
@@ -208,7 +212,7 @@ def test_download_sts16_and_stsb_match_senteval_output(shared_data, tmp_path, se
         assert lines(root / "sts" / "STS16-en-test" / f"STS.gs.{s}.txt") == [gs[i] for i in idx]
         original = root / "sts-raw" / "STS16-en-test" / "original" / f"STS2016.input.{s}.txt"
         assert original.read_bytes() == zipfile.ZipFile(
-            io.BytesIO(files[name(dl.STS_URLS["STS16"][0])])
+            io.BytesIO(files[name(sources.STS_URLS["STS16"][0])])
         ).read(f"sts2016-english-with-gs-v1.0/STS2016.input.{s}.txt")
         raw = lines(root / "sts-raw" / "STS16-en-test" / f"STS.input.{s}.txt")
         tok = lines(root / "sts" / "STS16-en-test" / f"STS.input.{s}.txt")
@@ -226,14 +230,14 @@ def test_full_sts_rebuild_verifies_against_the_manifest(shared_data, tmp_path, s
     sts-raw/ files whose sha256 all match the manifest (SICK has no raw copy here)."""
     files, _ = sts16_and_stsb_archives(shared_data, full=True)
     for task in ("STS12", "STS13", "STS14", "STS15"):
-        url, folder_in_zip = dl.STS_URLS[task]
+        url, folder_in_zip = sources.STS_URLS[task]
         folder = shared_data / "sts-raw" / STS_YEARS[task][0]
         members = {f"{folder_in_zip}/{p.name}": p.read_bytes() for p in folder.iterdir()}
         files[name(url)] = make_zip(members)
     server = serve(files)
     root = tmp_path / "data"
     status = dl.download(root, ["sts", "sts-raw"], server.url, progress=False)
-    assert [k for k, v in status.items() if v == "fetched"] == [*dl.STS_URLS, "STSBenchmark"]
+    assert [k for k, v in status.items() if v == "fetched"] == [*sources.STS_URLS, "STSBenchmark"]
     missing, mismatched, checked = dl.verify(root, ["sts", "sts-raw"])
     assert mismatched == [] and checked == 105
     assert missing == [f"sts/SICK/SICK_{s}.txt" for s in ("test_annotated", "train", "trial")]
@@ -258,17 +262,19 @@ MRPC_TEST = b"Quality\r\n"
 
 
 def transfer_archives() -> dict[str, bytes]:
-    binclassif = {member: MR_IN for member in dl.BINCLASSIF}
+    binclassif = {member: MR_IN for member in sources.BINCLASSIF}
     files = {
-        name(dl.BINCLASSIF_URL): make_zip(binclassif),
-        name(dl.TREC_URL.format("train_5500")): TREC_IN,
-        name(dl.TREC_URL.format("TREC_10")): TREC_IN,
-        name(dl.MRPC_URL): b"not really an msi",
+        name(sources.BINCLASSIF_URL): make_zip(binclassif),
+        name(sources.TREC_URL.format("train_5500")): TREC_IN,
+        name(sources.TREC_URL.format("TREC_10")): TREC_IN,
+        name(sources.MRPC_URL): b"not really an msi",
     }
     for s in ("train", "dev", "test"):
-        files[name(dl.SST_URL.format(s))] = f"a {s} sentence .\t1\n".encode()
-        files[name(dl.SICK_URL.format(s))] = b""
-    files[name(dl.SICK_URL.format("trial"))] = make_zip({"SICK_trial.txt": SICK_HEADER + SICK_IN})
+        files[name(sources.SST_URL.format(s))] = f"a {s} sentence .\t1\n".encode()
+        files[name(sources.SICK_URL.format(s))] = b""
+    files[name(sources.SICK_URL.format("trial"))] = make_zip(
+        {"SICK_trial.txt": SICK_HEADER + SICK_IN}
+    )
     return files
 
 
@@ -282,7 +288,7 @@ def fake_cabextract(tmp_path, monkeypatch):
         "#!/bin/sh\n# called as: cabextract -q -d DIR FILE\n"
         + "".join(
             f"printf '{octal(data)}' > \"$3/{member}\"\n"
-            for member, data in zip(dl.MRPC_MEMBERS, (MRPC_TRAIN, MRPC_TEST), strict=True)
+            for member, data in zip(sources.MRPC_MEMBERS, (MRPC_TRAIN, MRPC_TEST), strict=True)
         )
     )
     exe.chmod(0o755)
@@ -298,7 +304,7 @@ def test_download_sick_and_transfer_preprocessing(tmp_path, serve, fake_cabextra
     assert status["SICK train"].startswith("failed") and "archive" in status["SICK train"]
     assert not (root / ".downloads" / "sick_train.zip").exists()  # a broken archive is dropped
     assert all(status[k] == "fetched" for k in status if not k.startswith(("SICK", "STS"))), status
-    for rel in dl.BINCLASSIF.values():
+    for rel in sources.BINCLASSIF.values():
         assert (root / "transfer" / rel).read_bytes() == MR_OUT, rel
     assert (root / "transfer/TREC/TREC_10.label").read_bytes() == TREC_OUT
     assert (root / "transfer/SST/binary/sentiment-dev").read_bytes() == b"a dev sentence .\t1\n"
@@ -333,7 +339,7 @@ def test_download_is_idempotent_and_repairs_changed_files(tmp_path, serve, fake_
 
 def test_broken_download_leaves_nothing_behind(tmp_path, serve, monkeypatch):
     monkeypatch.setattr(dl.time, "sleep", lambda s: None)
-    files = {name(dl.SST_URL.format("dev")): b"x" * 200_000}
+    files = {name(sources.SST_URL.format("dev")): b"x" * 200_000}
     server = serve(files, broken=files)
     root = tmp_path / "data"
     status = dl.download(root, ["transfer"], server.url, retries=2, progress=False)
@@ -345,8 +351,8 @@ def test_broken_download_leaves_nothing_behind(tmp_path, serve, monkeypatch):
 
 
 def test_mrpc_without_cabextract_says_what_to_install(tmp_path, serve, monkeypatch):
-    monkeypatch.setattr(dl.shutil, "which", lambda exe: None)
-    server = serve({name(dl.MRPC_URL): b"msi bytes"})
+    monkeypatch.setattr(sources.shutil, "which", lambda exe: None)
+    server = serve({name(sources.MRPC_URL): b"msi bytes"})
     status = dl.download(tmp_path, ["transfer"], server.url, manifest=None, progress=False)
     assert "install cabextract" in status["MRPC"]
     assert not (tmp_path / "transfer" / "MRPC").exists()
@@ -362,7 +368,7 @@ def test_missing_sacremoses_fails_before_any_download(tmp_path, serve, monkeypat
         assert server.requests == []
         # the raw releases and the transfer tasks need no tokenizer
         status = dl.download(tmp_path, ["sts-raw"], server.url, retries=1, progress=False)
-        assert set(status) == {*dl.STS_URLS, "STSBenchmark"}
+        assert set(status) == {*sources.STS_URLS, "STSBenchmark"}
     finally:
         moses_tokenizer.cache_clear()
 

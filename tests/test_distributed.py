@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -67,3 +68,88 @@ def test_single_process_is_identity():
     x = torch.randn(3, 2, requires_grad=True)
     assert distributed.gather_with_grad(x) is x
     assert distributed.world_size() == 1 and distributed.is_main()
+
+
+def _no_dropout(backbone) -> None:
+    """Dropout masks come from each process's RNG, so only a dropout-free run can match."""
+    for m in backbone.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def _train(out, batch_size: int, pooler: str, rank: int = 0) -> None:
+    """3 steps on 24 short sentences; the first step's gradients go to out/../grads{rank}.pt."""
+    from embeval.core.model import random_tiny
+    from embeval.core.trainer import TrainConfig, Trainer
+
+    backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+    _no_dropout(backbone)
+    cfg = TrainConfig(
+        batch_size=batch_size, steps=3, lr=1e-3, max_length=16, eval_steps=3, seed=7, pooler=pooler
+    )
+    lines = [f"the {w} saw number {i}" for i, w in enumerate("cat dog sun moon tree car" * 4)]
+    data = out.parent / "train.txt"
+    if rank == 0:
+        data.write_text("\n".join(lines) + "\n")
+    distributed.barrier()
+    tr = Trainer(backbone, tok, data, cfg, out, device="cpu", progress=False)
+
+    def keep_grads(trainer, step):
+        if step == 1:
+            grads = {
+                n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None
+            }
+            torch.save(grads, out.parent / f"grads{rank}.pt")
+
+    tr.on_step_end.append(keep_grads)
+    tr.train()
+
+
+def _train_worker(rank: int, world: int, port: int, out, pooler: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        _train(out, 4, pooler, rank)  # 4 per process, 8 global
+    finally:
+        dist.destroy_process_group()
+
+
+def _log(out):
+    import json
+
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("pooler", ["cls", "avg"])
+def test_two_process_training_equals_one_process_on_the_global_batch(tmp_path, pooler):
+    """The whole torchrun path on CPU (gloo): DDP, per-rank batch slices, gathered negatives,
+    the world-size loss scaling, rank-0 saving. 2 processes x 4 sentences must compute the loss
+    and the gradient of one process with batch 8 (Adam would hide a wrong gradient scale in the
+    weights, so the gradients are compared), and end at the same weights up to float noise that
+    Adam's normalisation amplifies. `avg` leaves the MLP pooler unused, which DDP must accept."""
+    from safetensors.torch import load_file
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _train(one / "out", 8, pooler)
+    mp.spawn(_train_worker, args=(2, _free_port(), two / "out", pooler), nprocs=2, join=True)
+
+    assert _log(two / "out") == pytest.approx(_log(one / "out"), rel=1e-5)
+    g1 = torch.load(one / "grads0.pt")
+    for rank in (0, 1):
+        g2 = torch.load(two / f"grads{rank}.pt")
+        assert g2.keys() == g1.keys()
+        for k in g1:
+            torch.testing.assert_close(g2[k], g1[k], atol=1e-6, rtol=1e-4, msg=k)
+    w1 = load_file(one / "out" / "last" / "model.safetensors")
+    w2 = load_file(two / "out" / "last" / "model.safetensors")
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], atol=2e-4, rtol=0, msg=k)

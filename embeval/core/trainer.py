@@ -197,6 +197,9 @@ class Trainer:
                 f"{type(backbone).__name__} has no MLP pooler for training pooler 'cls'; "
                 "use --pooler avg or cls_before_pooler"
             )
+        if config.pooler != "cls" and getattr(backbone, "pooler", None) is not None:
+            # The MLP is not in the training graph: frozen, DDP needs no unused-parameter search.
+            backbone.pooler.requires_grad_(False)
         self.backbone = backbone.to(self.device)
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights

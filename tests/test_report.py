@@ -215,6 +215,23 @@ def test_subsets_and_transfer_hook(tmp_path, two_runs):
     assert "Other tasks (accuracy)" in html and "71.50" in html and "surprise.SMTnews" in html
 
 
+def test_csv_names_each_average_by_its_metric(two_runs):
+    """The STS Avg is a Spearman average, the transfer Avg an accuracy average."""
+    edit_json(
+        Path(two_runs[1]),
+        lambda d: (
+            d["tasks"].update(MR={"split": "test", "n": 10, "accuracy": 71.5}),
+            d.update(transfer_avg=71.5),
+        ),
+    )
+    r = report.build(list(two_runs), n_boot=0, figures=False)
+    rows = list(csv.DictReader(io.StringIO(export.to_csv(r))))
+    metric = {(x["run"], x["task"]): x["metric"] for x in rows if x["value"]}
+    assert metric[("fake", "MR")] == "accuracy"
+    assert metric[("fake", "Avg")] == "accuracy_avg"
+    assert metric[("bow", "Avg")] == "spearman_avg"
+
+
 def test_train_log_trajectory(tmp_path, two_runs):
     log = tmp_path / "simcse-run" / "train_log.jsonl"
     log.parent.mkdir()

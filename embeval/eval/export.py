@@ -77,7 +77,7 @@ def to_csv(report: Report) -> str:
                     ci = c.ci or (None, None)
                     w.writerow(
                         [protocol, split, limit or "", row.label, int(row.baseline), task]
-                        + [metric if task != AVG else "spearman_avg"]
+                        + [f"{metric}_avg" if task == AVG else metric]
                         + [_num(c.value), _num(ci[0]), _num(ci[1]), _num(c.delta)]
                         + [_num(c.p), int(c.best)]
                     )

@@ -2,15 +2,15 @@
 MultipleNegativesRankingLoss, one run each, printed side by side.
 
 Same model weights (random-tiny saved once, or --model DIR), batch size, max sequence length,
-learning rate, data (the first steps x batch sentences of the file, in order for
-sentence-transformers and shuffled by embeval) and device. Both encode every sentence twice
-(two dropout views, in-batch negatives, scale 1/tau = 20). sentence-transformers runs in a plain
-PyTorch loop around `model.tokenize` + `MultipleNegativesRankingLoss` (its `fit`/Trainer needs
-the `datasets` package, which embeval does not depend on), so its figure excludes Trainer
-overhead. Each side runs in its own process so peak memory (max RSS on CPU, max allocated on
-CUDA) is its own; the first 3 steps are warm-up and not timed.
+learning rate, device and batches: sentence-transformers gets exactly the batches embeval's
+Trainer draws (its seeded shuffle of the file), so padding lengths match. Both encode every
+sentence twice (two dropout views, in-batch negatives, scale 1/tau = 20). sentence-transformers
+runs in a plain PyTorch loop around `model.tokenize` + `MultipleNegativesRankingLoss` (its
+`fit`/Trainer needs the `datasets` package, which embeval does not depend on), so its figure
+excludes Trainer overhead. Each side runs in its own process so peak memory (max RSS on CPU, max
+allocated on CUDA) is its own; the first 3 steps are warm-up and not timed.
 
-    nice python benchmarks/bench_train.py [--model random-tiny] [--steps 40] [--batch-size 64]
+    nice python benchmarks/bench_train.py [--model random-tiny] [--steps 100] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -42,6 +42,26 @@ def peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def batches(args) -> list[list[str]]:
+    """The Trainer's batches for the timed run: its reader and its seeded shuffle (epoch 0)."""
+    from embeval.core.trainer import TrainConfig, read_training_file
+
+    data = read_training_file(args.data)
+    n, b = len(data.examples), args.batch_size
+    if (WARMUP + args.steps) * b > n:
+        sys.exit(f"--steps {args.steps} x batch {b} needs more than the {n} sentences of the file")
+    perm = torch_randperm(n, TrainConfig().seed).tolist()
+    return [
+        [data.examples[i][0] for i in perm[k * b : (k + 1) * b]] for k in range(WARMUP + args.steps)
+    ]
+
+
+def torch_randperm(n: int, seed: int):
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
 def run_embeval(args, device) -> dict:
     from embeval.core.model import load_model
     from embeval.core.trainer import TrainConfig, Trainer
@@ -60,6 +80,7 @@ def run_embeval(args, device) -> dict:
         tr = Trainer(model.backbone, tok, args.data, cfg, out, device=device, progress=False)
         times = []
         tr.on_step_end.append(lambda t, s: times.append(time.perf_counter()))
+        assert [ex[0] for ex in tr.batch_examples(1)] == batches(args)[1], "batches differ"
         tr.train()
     return {"seconds": times[-1] - times[WARMUP - 1], "peak_mb": peak_mb(tr.device)}
 
@@ -72,13 +93,13 @@ def run_st(args, device) -> dict:
     model.max_seq_length = args.max_length
     loss_fn = losses.MultipleNegativesRankingLoss(model, scale=20.0)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    lines = [s for s in Path(args.data).read_text().splitlines() if s.strip()]
+    data = batches(args)
     model.train()
     t0 = None
     for step in range(WARMUP + args.steps):
         if step == WARMUP:
             t0 = time.perf_counter()
-        batch = lines[step * args.batch_size : (step + 1) * args.batch_size]
+        batch = data[step]
         feats = [
             {k: v.to(device) if hasattr(v, "to") else v for k, v in model.tokenize(batch).items()}
             for _ in range(2)
@@ -107,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="random-tiny", help="checkpoint folder or random-tiny")
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--steps", type=int, default=40, help="timed steps (after 3 warm-up)")
+    ap.add_argument("--steps", type=int, default=100, help="timed steps (after 3 warm-up)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-length", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-5)

@@ -27,13 +27,14 @@ def test_paper_recipe_script_runs(nproc, shared_data, tmp_path):
     if nproc > 1 and not shutil.which("torchrun", path=bin_dir):
         pytest.fail(f"torchrun not found beside {sys.executable}")
     out = tmp_path / "runs" / "recipe"
+    data = shared_data.resolve()  # the script runs in tmp_path; the data path may be relative
     env = {
         **os.environ,
         "PATH": bin_dir + os.pathsep + os.environ["PATH"],
         "HF_HUB_OFFLINE": "1",
         "MODEL": "random-tiny",
-        "DATA_DIR": str(shared_data),
-        "WIKI": str(shared_data / "train" / "wiki1m_for_simcse.first11914.txt"),
+        "DATA_DIR": str(data),
+        "WIKI": str(data / "train" / "wiki1m_for_simcse.first11914.txt"),
         "OUT": str(out),
         "NPROC": str(nproc),
         "BATCH": str(64 // nproc),

@@ -143,6 +143,11 @@ class TrainResult:
     truncated: int
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:  # (n,) example indices
+    """The order examples are drawn in during `epoch`: a shuffle seeded by seed + epoch."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+
+
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     """Hugging Face's linear schedule (SimCSE's default): warm up, then decay to 0."""
 
@@ -239,8 +244,7 @@ class Trainer:
         """This process's examples for `step`: a seeded shuffle per epoch, restartable anywhere."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         if self._perm is None or self._perm[0] != epoch:
-            g = torch.Generator().manual_seed(self.config.seed + epoch)
-            self._perm = (epoch, torch.randperm(len(self.data.examples), generator=g))
+            self._perm = (epoch, epoch_order(len(self.data.examples), self.config.seed, epoch))
         gb, b = self.config.batch_size * self.world, self.config.batch_size
         idx = self._perm[1][pos * gb : (pos + 1) * gb]
         idx = idx[dist.rank() * b : (dist.rank() + 1) * b]

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from train_helpers import read_log, write_sentences
 
 from embeval.core import distributed, losses
 
@@ -87,10 +88,9 @@ def _train(out, batch_size: int, pooler: str, rank: int = 0) -> None:
     cfg = TrainConfig(
         batch_size=batch_size, steps=3, lr=1e-3, max_length=16, eval_steps=3, seed=7, pooler=pooler
     )
-    lines = [f"the {w} saw number {i}" for i, w in enumerate("cat dog sun moon tree car" * 4)]
     data = out.parent / "train.txt"
     if rank == 0:
-        data.write_text("\n".join(lines) + "\n")
+        write_sentences(data, n=24)
     distributed.barrier()
     tr = Trainer(backbone, tok, data, cfg, out, device="cpu", progress=False)
 
@@ -120,11 +120,8 @@ def _train_worker(rank: int, world: int, port: int, out, pooler: str) -> None:
         dist.destroy_process_group()
 
 
-def _log(out):
-    import json
-
-    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in rows if "loss" in r]
+def _losses(out):
+    return [r["loss"] for r in read_log(out) if "loss" in r]
 
 
 @pytest.mark.parametrize("pooler", ["cls", "avg"])
@@ -142,7 +139,7 @@ def test_two_process_training_equals_one_process_on_the_global_batch(tmp_path, p
     _train(one / "out", 8, pooler)
     mp.spawn(_train_worker, args=(2, _free_port(), two / "out", pooler), nprocs=2, join=True)
 
-    assert _log(two / "out") == pytest.approx(_log(one / "out"), rel=1e-5)
+    assert _losses(two / "out") == pytest.approx(_losses(one / "out"), rel=1e-5)
     g1 = torch.load(one / "grads0.pt")
     for rank in (0, 1):
         g2 = torch.load(two / f"grads{rank}.pt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from train_helpers import read_log, write_sentences
 
 from embeval.core.model import load_model, random_tiny
 from embeval.core.trainer import TrainConfig, Trainer
@@ -50,28 +51,19 @@ def test_half_precision_encoding_close_to_fp32(minilm_model, dtype):
 def test_amp_training_learns_and_saves_a_cpu_loadable_checkpoint(tmp_path):
     """20 AMP steps on CUDA: the GradScaler is active, the loss falls, and the saved
     checkpoint gives the same embeddings on CPU as the trained weights gave on the GPU."""
-    lines = [f"sentence number {i} about topic {i % 7} and thing {i % 11}" for i in range(256)]
-    data = tmp_path / "train.txt"
-    data.write_text("\n".join(lines) + "\n")
+    data = write_sentences(tmp_path / "train.txt", n=256)
     backbone, tok = random_tiny(0, hidden=64, layers=2, heads=2)
     cfg = TrainConfig(batch_size=32, steps=20, lr=1e-3, eval_steps=20, log_steps=1, amp=True)
     tr = Trainer(backbone, tok, data, cfg, tmp_path / "out", device="cuda", progress=False)
     assert tr.amp and tr.scaler.is_enabled()
     tr.train()
-    losses = [r["loss"] for r in tr_log(tmp_path / "out")]
+    losses = [r["loss"] for r in read_log(tmp_path / "out") if "loss" in r]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     on_gpu = TransformerEncoder(tr.eval_model, tok, device="cuda", progress=False).encode(SENTS)
     saved = TransformerEncoder.from_checkpoint(
         str(tmp_path / "out" / "last"), progress=False, device="cpu"
     ).encode(SENTS)
     np.testing.assert_allclose(saved, on_gpu, atol=2e-4)
-
-
-def tr_log(out):
-    import json
-
-    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
-    return [r for r in rows if "loss" in r]
 
 
 def test_default_device_is_cuda_when_available(minilm_model):

@@ -27,6 +27,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from train_helpers import read_log
 
 from embeval.cli import main
 
@@ -46,10 +47,6 @@ def _dev_pairs(checkpoint, root):
     return p["sim"], p["gold"], run.tasks["STSBenchmark"]["spearman"]
 
 
-def _log(out):
-    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["infonce", "focal-infonce"])
 def test_train_random_tiny_and_reload_everywhere(loss, shared_data, tmp_path):
@@ -64,7 +61,7 @@ def test_train_random_tiny_and_reload_everywhere(loss, shared_data, tmp_path):
     args += ["--lr", "5e-4", "--eval-data", str(shared_data), "--no-progress", "--device", "cpu"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    log = _log(out)
+    log = read_log(out)
     evals = [r for r in log if "stsb_dev" in r]
     assert [r["step"] for r in evals] == [0, STEPS]
     before, after = evals
@@ -148,7 +145,7 @@ def test_nli_training_raises_random_tiny_stsb_dev(loss, shared_data, tmp_path):
     args += ["--eval-data", str(shared_data), "--no-progress", "--device", "cpu"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    before, after = [r["stsb_dev"] for r in _log(out) if "stsb_dev" in r]
+    before, after = [r["stsb_dev"] for r in read_log(out) if "stsb_dev" in r]
     print(f"\nrandom-tiny NLI {loss}: STS-B dev {before:.2f} -> {after:.2f}")
     assert after > before + 8
 
@@ -170,7 +167,7 @@ def test_training_a_pretrained_encoder_raises_stsb_dev(loss, shared_data, tmp_pa
     args += ["--eval-data", str(shared_data), "--no-progress", "--device", "cpu"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    before, after = [r["stsb_dev"] for r in _log(out) if "stsb_dev" in r]
+    before, after = [r["stsb_dev"] for r in read_log(out) if "stsb_dev" in r]
     sim0, gold, rho0 = _dev_pairs(None, shared_data)  # the untrained packaged model
     sim1, gold1, rho1 = _dev_pairs(str(out / "best"), shared_data)
     p = paired_bootstrap(sim1, sim0, gold)

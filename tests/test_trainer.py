@@ -6,20 +6,11 @@ import json
 
 import pytest
 import torch
+from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
 from embeval.core.model import load_model, random_tiny
 from embeval.core.trainer import TrainConfig, Trainer, TrainingError, read_training_file
-
-WORDS = "cat dog bird fish sun moon tree river road city car boat house lamp book song".split()
-
-
-def write_sentences(path, n=40):
-    """n distinct short sentences: word pairs drawn in a fixed order from WORDS."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"the {WORDS[i % 16]} saw a {WORDS[(i * 7 + 3) % 16]} number {i}" for i in range(n)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def tiny(seed=0):
@@ -37,10 +28,6 @@ def make_trainer(tmp_path, data=None, evaluate=None, seed=0, **kw):
     return Trainer(
         backbone, tok, data, cfg(**kw), tmp_path / "out", evaluate=evaluate, progress=False
     )
-
-
-def read_log(out):
-    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
 def embed(model, tok, texts):

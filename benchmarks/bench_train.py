@@ -44,7 +44,8 @@ def peak_mb(device) -> float:
 
 def batches(args) -> list[list[str]]:
     """The Trainer's batches for the timed run: its reader and its epoch-0 order."""
-    from embeval.core.trainer import TrainConfig, epoch_order, read_training_file
+    from embeval.core.train_data import epoch_order, read_training_file
+    from embeval.core.trainer import TrainConfig
 
     data = read_training_file(args.data)
     n, b = len(data.examples), args.batch_size

@@ -10,7 +10,8 @@ from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
 from embeval.core.model import load_model, random_tiny
-from embeval.core.trainer import TrainConfig, Trainer, TrainingError, read_training_file
+from embeval.core.train_data import read_training_file
+from embeval.core.trainer import TrainConfig, Trainer, TrainingError
 
 
 def tiny(seed=0):

@@ -14,7 +14,6 @@ the MLP pooler weights, so `--pooler cls` still works on them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from embeval.core import distributed as dist
 from embeval.core.losses import get_loss, loss_hparams
 from embeval.core.model import POOLERS, SentenceModel, save_checkpoint
+from embeval.core.train_data import TrainData, epoch_order, read_training_file
 
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
@@ -87,65 +87,12 @@ class TrainConfig:
 
 
 @dataclass
-class TrainData:
-    """Training examples: tuples of 1 (unsupervised) or 2-3 (sent0, sent1[, hard_neg]) texts."""
-
-    path: str
-    columns: tuple[str, ...]
-    examples: list[tuple[str, ...]]
-    skipped_empty: int = 0
-
-
-def read_training_file(path: str | os.PathLike) -> TrainData:
-    """One sentence per line (.txt), or a CSV with a `sent0,sent1[,hard_neg]` header."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"training file {p} does not exist (or is not a file)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"training file {p} is unreadable: {exc}") from exc
-    if p.suffix.lower() == ".csv":
-        return _read_csv(p, text)
-    lines = text.splitlines()
-    examples = [(s,) for s in lines if s.strip()]
-    if not examples:
-        raise ValueError(f"training file {p} holds no sentences; expected one sentence per line")
-    return TrainData(str(p), ("sent0",), examples, len(lines) - len(examples))
-
-
-def _read_csv(p: Path, text: str) -> TrainData:
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise ValueError(f"training file {p} is empty; expected a sent0,sent1[,hard_neg] header")
-    header = tuple(h.strip() for h in rows[0])
-    if header not in (("sent0", "sent1"), ("sent0", "sent1", "hard_neg")):
-        raise ValueError(f"{p}:1: header {','.join(header)!r}; expected sent0,sent1[,hard_neg]")
-    examples, skipped = [], 0
-    for i, row in enumerate(rows[1:], 2):
-        if not any(c.strip() for c in row):
-            skipped += 1
-            continue
-        if len(row) != len(header) or not all(c.strip() for c in row):
-            raise ValueError(f"{p}:{i}: expected {len(header)} non-empty fields, got {row!r}")
-        examples.append(tuple(row))
-    if not examples:
-        raise ValueError(f"training file {p} has a header but no rows")
-    return TrainData(str(p), header, examples, skipped)
-
-
-@dataclass
 class TrainResult:
     step: int
     best_step: int | None
     best_score: float | None
     out_dir: str
     truncated: int
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:  # (n,) example indices
-    """The order examples are drawn in during `epoch`: a shuffle seeded by seed + epoch."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:

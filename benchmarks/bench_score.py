@@ -13,22 +13,18 @@ side and their ratio:
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import data_root
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data")
-    )
+    ap.add_argument("--data", default=str(data_root()), help="data root (default: $EMBEVAL_DATA)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default=None)
     args = ap.parse_args()

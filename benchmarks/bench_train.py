@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -25,13 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import data_root
+
 WARMUP = 3
-DATA = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared/data/train/wiki1m_for_simcse.first11914.txt"
-)
+DATA = data_root() / "train/wiki1m_for_simcse.first11914.txt"
 
 
 def peak_mb(device) -> float:

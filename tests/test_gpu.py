@@ -17,6 +17,14 @@ from embeval.eval.encode import TransformerEncoder
 
 pytestmark = pytest.mark.gpu
 
+
+@pytest.fixture(autouse=True)
+def _needs_cuda():
+    # Fail, not skip: `pytest -m gpu` on a machine without CUDA must not pass quietly.
+    if not torch.cuda.is_available():
+        pytest.fail("the gpu tests need a CUDA device; torch.cuda.is_available() is False")
+
+
 SENTS = ["A man is playing a guitar.", "the cat sleeps", "A man plays guitar.", "x", "Rain."]
 
 
@@ -72,4 +80,3 @@ def test_default_device_is_cuda_when_available(minilm_model):
     enc.encode(SENTS[:2])
     assert next(model.parameters()).device.type == "cuda"
     model.to("cpu")
-    assert torch.cuda.is_available()

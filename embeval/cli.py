@@ -487,6 +487,12 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     "--uniformity-weight", default=1.0, show_default=True, type=float, help="align-uniform: lambda."
 )
 @click.option("--max-length", default=32, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Dropout rate of the encoder, the noise behind SimCSE's positives. Default: the "
+    "model's own (0.1 for BERT).",
+)
 @click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--weight-decay", default=0.0, show_default=True, type=float)
 @click.option("--seed", default=42, show_default=True, type=int)

@@ -71,6 +71,23 @@ def test_pooler_is_reinitialised_like_simcse_mlp(tmp_path):
     assert abs(w.std().item() - tr.backbone.config.initializer_range) < 0.004
 
 
+def test_dropout_sets_the_noise_of_the_views_and_the_saved_config(tmp_path):
+    """--dropout is the rate of SimCSE's two views. At 0 the views of one sentence are equal (a
+    train-mode forward pass is deterministic); at 0.3 they differ. The saved config records it."""
+    texts = ["a cat sat on the mat", "the river runs fast"]
+    enc = tiny()[1](texts, padding=True, return_tensors="pt")
+    for p, same in ((0.0, True), (0.3, False)):
+        tr = make_trainer(tmp_path / str(p), steps=0, dropout=p, pooler="avg")
+        assert {m.p for m in tr.backbone.modules() if isinstance(m, torch.nn.Dropout)} == {p}
+        tr.model.train()
+        assert torch.equal(tr.model(**enc), tr.model(**enc)) is same
+        tr.train()
+        saved = json.loads((tmp_path / str(p) / "out" / "best" / "config.json").read_text())
+        assert saved["hidden_dropout_prob"] == saved["attention_probs_dropout_prob"] == p
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        cfg(dropout=1.0).validate()
+
+
 def test_training_logs_and_keeps_the_best(tmp_path):
     scores = iter([10.0, 30.0, 20.0])  # step 0, 3, 6: step 3 is the best
 

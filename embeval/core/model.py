@@ -138,6 +138,23 @@ def random_tiny(seed: int = 0, hidden: int = 128, layers: int = 2, heads: int = 
     return BertModel(config), tokenizer
 
 
+DROPOUT_CONFIG_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
+
+
+def set_dropout(backbone: nn.Module, p: float) -> None:
+    """Set every dropout layer's rate to p (SimCSE's noise, 0.1 in BERT), and the config to match,
+    so that a saved checkpoint says what it was trained with."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    for module in backbone.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+    config = getattr(backbone, "config", None)
+    for key in DROPOUT_CONFIG_KEYS:
+        if isinstance(getattr(config, key, None), float):
+            setattr(config, key, p)
+
+
 def save_checkpoint(
     backbone: nn.Module, tokenizer, out_dir: str | os.PathLike, pooler: str, max_length: int
 ) -> Path:

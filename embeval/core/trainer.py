@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from embeval.core import distributed as dist
 from embeval.core.losses import get_loss, loss_hparams
-from embeval.core.model import POOLERS, SentenceModel, save_checkpoint
+from embeval.core.model import POOLERS, SentenceModel, save_checkpoint, set_dropout
 from embeval.core.train_data import TrainData, epoch_order, read_training_file
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class TrainConfig:
     epochs: int = 1
     steps: int | None = None  # overrides epochs when set
     max_length: int = 32
+    dropout: float | None = None  # backbone dropout, SimCSE's noise; None keeps the model's (0.1)
     warmup_steps: int = 0
     weight_decay: float = 0.0
     eval_steps: int = 125
@@ -84,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -149,6 +152,8 @@ class Trainer:
                 f"{type(backbone).__name__} has no MLP pooler for training pooler 'cls'; "
                 "use --pooler avg or cls_before_pooler"
             )
+        if config.dropout is not None:
+            set_dropout(backbone, config.dropout)
         if config.pooler != "cls" and getattr(backbone, "pooler", None) is not None:
             # The MLP is not in the training graph: frozen, DDP needs no unused-parameter search.
             backbone.pooler.requires_grad_(False)

@@ -499,16 +499,14 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
 @click.option(
     "--pooler",
     type=click.Choice(POOLERS),
-    default="cls",
-    show_default=True,
-    help="Training pooler (cls = [CLS] + MLP, as SimCSE trains).",
+    help="Training pooler. Default: cls ([CLS] + MLP, as SimCSE trains), or the pooling the "
+    "checkpoint declares (e.g. avg for a sentence-transformers mean-pooling model).",
 )
 @click.option(
     "--eval-pooler",
     type=click.Choice(POOLERS),
-    default="cls_before_pooler",
-    show_default=True,
-    help="Pooler for evaluation and the saved checkpoints.",
+    help="Pooler for evaluation and the saved checkpoints. Default: cls_before_pooler (SimCSE), "
+    "or the pooling the checkpoint declares.",
 )
 @click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
 @click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
@@ -549,11 +547,23 @@ def train(
         --eval-data ../shared/data
     """
     from embeval.core import distributed as dist
-    from embeval.core.model import load_model, random_tiny
-    from embeval.core.trainer import TrainConfig, Trainer, TrainingError
+    from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
+    from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
-    cfg = TrainConfig(**fields, reinit_pooler=not keep_pooler, amp=not no_amp)
     try:
+        declared = None
+        if model_name != "random-tiny":
+            declared = read_pooling_config(resolve_checkpoint(model_name))[0]
+        pooler, eval_pooler = simcse_poolers(declared)
+        if (pooler, eval_pooler) != ("cls", "cls_before_pooler"):
+            click.echo(
+                f"{model_name} pools with {declared}: default --pooler {pooler} "
+                f"--eval-pooler {eval_pooler}",
+                err=True,
+            )
+        fields["pooler"] = fields["pooler"] or pooler
+        fields["eval_pooler"] = fields["eval_pooler"] or eval_pooler
+        cfg = TrainConfig(**fields, reinit_pooler=not keep_pooler, amp=not no_amp)
         cfg.validate()
         if model_name == "random-tiny":
             backbone, tokenizer = random_tiny(cfg.seed)

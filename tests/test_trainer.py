@@ -11,7 +11,7 @@ from train_helpers import WORDS, read_log, write_sentences
 from embeval.core import losses
 from embeval.core.model import load_model, random_tiny
 from embeval.core.train_data import read_training_file
-from embeval.core.trainer import TrainConfig, Trainer, TrainingError
+from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
 
 def tiny(seed=0):
@@ -240,6 +240,47 @@ def test_cli_train_wires_the_stsb_dev_scorer(tmp_path, tiny_data):
     assert missing.exit_code == 2 and "nope.txt does not exist" in missing.output
     resumed = CliRunner().invoke(main, [*args, "--resume"])  # finished run: nothing left to do
     assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output
+
+
+def test_simcse_poolers_keep_a_checkpoint_s_own_pooling():
+    assert simcse_poolers(None) == ("cls", "cls_before_pooler")  # plain HF encoder: SimCSE
+    assert simcse_poolers("cls_before_pooler") == ("cls", "cls_before_pooler")  # embeval output
+    assert simcse_poolers("avg") == ("avg", "avg")  # sentence-transformers mean pooling
+    assert simcse_poolers("cls") == ("cls", "cls")
+
+
+def test_cli_train_defaults_to_the_pooling_the_checkpoint_declares(tmp_path):
+    """Fine-tuning the packaged all-MiniLM-L6-v2 (mean pooling) trains and saves with avg unless
+    told otherwise; its own checkpoint then encodes as the original does. A checkpoint written by
+    `embeval train` (cls_before_pooler) gets SimCSE's cls + MLP back."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.model import default_checkpoint_path
+
+    data = write_sentences(tmp_path / "train.txt", n=8)
+
+    def run(model, out, *extra):
+        args = ["train", "--model", str(model), "--data", str(data), "--out", str(out)]
+        res = CliRunner().invoke(
+            main, [*args, "--steps", "0", "--batch-size", "4", "--no-eval", *extra]
+        )
+        assert res.exit_code == 0, res.output
+        saved = json.loads((out / "train_config.json").read_text())
+        return saved["pooler"], saved["eval_pooler"], res.output
+
+    minilm = default_checkpoint_path()
+    pooler, eval_pooler, output = run(minilm, tmp_path / "a")
+    assert (pooler, eval_pooler) == ("avg", "avg") and "pools with avg" in output
+    texts = ["a cat sat on the mat", "the river runs fast"]
+    (orig, tok, _), (saved, _, info) = load_model(minilm), load_model(tmp_path / "a" / "best")
+    assert info.pooler == "avg"
+    assert torch.allclose(embed(orig, tok, texts), embed(saved, tok, texts), atol=1e-5)
+    assert run(minilm, tmp_path / "b", "--pooler", "cls")[:2] == ("cls", "avg")
+    assert run(tmp_path / "a" / "best", tmp_path / "c", "--eval-pooler", "cls_before_pooler")[
+        :2
+    ] == ("avg", "cls_before_pooler")
+    assert run(tmp_path / "c" / "best", tmp_path / "d")[:2] == ("cls", "cls_before_pooler")
 
 
 def test_core_does_not_import_the_evaluation_layer():

@@ -89,6 +89,18 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
+def simcse_poolers(declared: str | None) -> tuple[str, str]:
+    """(training, evaluation) poolers for an encoder whose checkpoint declares `declared`.
+
+    SimCSE trains an MLP over [CLS] and evaluates [CLS] before it; that is the default for a plain
+    HF encoder (declared None) and for one that pools [CLS] already. A checkpoint that pools
+    otherwise, e.g. sentence-transformers' mean pooling, keeps its pooling in both.
+    """
+    if declared in (None, "cls_before_pooler"):
+        return "cls", "cls_before_pooler"
+    return declared, declared
+
+
 @dataclass
 class TrainResult:
     step: int

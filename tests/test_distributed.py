@@ -1,9 +1,13 @@
-"""gather_with_grad on CPU: 2 gloo processes vs one process on the full batch."""
+"""gather_with_grad on CPU: 2 gloo processes vs one process on the full batch; launchers."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +153,23 @@ def test_two_process_training_equals_one_process_on_the_global_batch(tmp_path, p
     w2 = load_file(two / "out" / "last" / "model.safetensors")
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], atol=2e-4, rtol=0, msg=k)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_multi_process_path(tmp_path):
+    """`accelerate launch --multi_gpu` starts its processes through torch.distributed.run with
+    the environment torchrun sets, so `embeval train` joins one process group (gloo on CPU) and
+    splits the global batch as under torchrun."""
+    data, out = write_sentences(tmp_path / "train.txt", n=32), tmp_path / "out"
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu"]
+    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "-m", "embeval.cli"]
+    train = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+    train += ["--steps", "3", "--batch-size", "4", "--no-eval", "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    res = subprocess.run([*launch, *train], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["total_steps"] == 3
+    assert [r["step"] for r in read_log(out) if "loss" in r][-1] == 3
+    assert (out / "best" / "model.safetensors").is_file()

@@ -112,6 +112,21 @@ def test_save_roundtrip_and_fingerprint(tmp_path):
     assert not list(tmp_path.glob(".ckpt*")), "no temporary folders left behind"
 
 
+def test_fingerprint_covers_every_shard_of_a_sharded_checkpoint(tmp_path):
+    """A model saved in shards (model-0000k-of-0000n.safetensors + index) is keyed by all its
+    shards: changing one byte of the last shard changes the cache key."""
+    backbone, tok = random_tiny(seed=1)
+    backbone.save_pretrained(str(tmp_path), max_shard_size="2MB")
+    tok.save_pretrained(str(tmp_path))
+    shards = sorted(tmp_path.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "model.safetensors.index.json").is_file()
+    before = checkpoint_info(tmp_path, pooler="avg").fingerprint
+    data = bytearray(shards[-1].read_bytes())
+    data[-1] ^= 1  # the last byte is tensor data, not the header
+    shards[-1].write_bytes(bytes(data))
+    assert checkpoint_info(tmp_path, pooler="avg").fingerprint != before
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_checkpoint_computes_in_float32(tmp_path, dtype):
     """Hub checkpoints are often saved in float16/bfloat16, and transformers >= 5 would keep that

@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 # SimCSE's pooler names (princeton-nlp/SimCSE, simcse/models.py and evaluation.py).
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 DEFAULT_CHECKPOINT = "all-MiniLM-L6-v2 (packaged)"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 TOKENIZER_FILES = (
     "tokenizer.json",
     "vocab.txt",
@@ -174,15 +179,16 @@ def _read_json(path: Path):
 def fingerprint(path: Path, pooler: str, max_length: int) -> str:
     """sha256 over weight and tokenizer bytes plus the pooling settings: the cache key."""
     h = hashlib.sha256()
-    for name in sorted(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",)):
-        for file in sorted(path.glob(name.replace(".index.json", "*.safetensors"))) or [
-            path / name
-        ]:
-            if file.exists():
-                h.update(file.name.encode())
-                with open(file, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 22), b""):
-                        h.update(chunk)
+    names = set(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",))
+    for index in path.glob("*.index.json"):  # sharded weights: the shards the index names
+        names.update(_read_json(index).get("weight_map", {}).values())
+    for name in sorted(names):
+        file = path / name
+        if file.is_file():
+            h.update(file.name.encode())
+            with open(file, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
     h.update(f"pooler={pooler};max_length={max_length}".encode())
     return h.hexdigest()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public mo
     resolve_checkpoint,
     write_json,
 )
+from embeval.core.fileio import temp_dir_beside
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a HF folder plus sentence-transformers module files, atomically (tmp + rename)."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir_beside(out)
     try:
         backbone.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from embeval.core import distributed as dist
+from embeval.core.fileio import atomic_write_text
 from embeval.core.losses import get_loss, loss_hparams
 from embeval.core.model import POOLERS, SentenceModel, save_checkpoint, set_dropout
 from embeval.core.train_data import TrainData, epoch_order, read_training_file
@@ -439,7 +440,7 @@ class Trainer:
             path = self.out / LOG_FILE
             lines = path.read_text().splitlines() if path.exists() else []
             keep = [ln for ln in lines if _line_step(ln) <= self.step]
-            _atomic_write(path, "".join(f"{ln}\n" for ln in keep))
+            atomic_write_text(path, "".join(f"{ln}\n" for ln in keep))
         log.info("resumed from %s at step %d", last, self.step)
 
     def _rng_state(self) -> dict:
@@ -496,11 +497,5 @@ def _line_step(line: str) -> float:
         return math.inf
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")

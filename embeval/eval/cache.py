@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from embeval.core.fileio import atomic_write
 from embeval.eval.encode import Encoder, check_finite, check_sentences
 
 log = logging.getLogger(__name__)
@@ -95,15 +95,11 @@ class CachedEncoder:
         return known
 
     def _write(self, keys: np.ndarray, vecs: np.ndarray) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=keys, vecs=vecs, digest=np.array(_digest(keys, vecs)))
-            os.replace(tmp, self.dir / f"shard-{_digest(keys, vecs)[:16]}.npz")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        digest = _digest(keys, vecs)
+        atomic_write(
+            self.dir / f"shard-{digest[:16]}.npz",
+            lambda f: np.savez(f, keys=keys, vecs=vecs, digest=np.array(digest)),
+        )
 
     def clear(self) -> None:
         for shard in self.dir.glob("*.npz"):

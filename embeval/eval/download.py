@@ -23,6 +23,7 @@ from urllib.error import HTTPError
 
 from tqdm import tqdm
 
+from embeval.core.fileio import atomic_write, open_mode
 from embeval.eval.datasets import PROJECT_DATA, DataError, data_root
 from embeval.eval.senteval_sources import GROUPS, DownloadError, sources
 from embeval.eval.senteval_text import moses_tokenizer
@@ -42,19 +43,7 @@ class _Writer:  # the Writer of embeval.eval.senteval_sources
 
     def put(self, rel: str, data: bytes) -> None:
         if self.wants(rel):
-            _atomic_write(self.root / rel, data)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            atomic_write(self.root / rel, lambda f, d=data: f.write(d))
 
 
 def fetch(url: str, dest: Path, retries: int = 3, progress: bool = True) -> Path:
@@ -81,6 +70,7 @@ def fetch(url: str, dest: Path, retries: int = 3, progress: bool = True) -> Path
             size = Path(tmp).stat().st_size
             if total and size != total:
                 raise DownloadError(f"got {size} of {total} bytes")
+            open_mode(tmp)
             os.replace(tmp, dest)
             return dest
         except (OSError, HTTPException, DataError) as exc:

@@ -25,7 +25,8 @@ import logging
 import os
 from pathlib import Path
 
-from embeval.eval.results import ResultsError, RunResult, _atomic_write
+from embeval.core.fileio import atomic_write
+from embeval.eval.results import ResultsError, RunResult
 
 log = logging.getLogger(__name__)
 FORMATS = ("mteb",)
@@ -120,7 +121,7 @@ def export_mteb(run: RunResult, out_dir: str | os.PathLike) -> list[Path]:
             result = task_result(run, task)
             body = json.dumps(result, indent=2, allow_nan=False).encode() + b"\n"
             path = out / f"{result['task_name']}.json"
-            _atomic_write(path, lambda f, b=body: f.write(b))
+            atomic_write(path, lambda f, b=body: f.write(b))
             paths.append(path)
     except OSError as exc:
         raise ResultsError(f"cannot write MTEB results to {out}: {exc.strerror or exc}") from exc

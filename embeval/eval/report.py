@@ -308,8 +308,8 @@ def format_p(p: float | None) -> str:
 
 def write(text: str, out: str | os.PathLike) -> Path:
     """Write atomically (temporary file + rename): a reader never sees half a page."""
-    from embeval.eval.results import _atomic_write
+    from embeval.core.fileio import atomic_write_text
 
     out = Path(out)
-    _atomic_write(out, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_text(out, text)
     return out

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from embeval.core.fileio import atomic_write
 
 SCHEMA_VERSION = 2
 PAIR_FIELDS = ("sim", "gold", "subset", "s1", "s2")
@@ -62,18 +63,6 @@ def pairs_path(json_path: Path) -> Path:
     return json_path.with_name(json_path.name.removesuffix(".json") + ".pairs.npz")
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_run(run: RunResult, path: str | os.PathLike) -> Path:
     """Write JSON + pairs; the JSON goes last, so a readable JSON always has its pairs."""
     path = Path(path)
@@ -90,9 +79,9 @@ def save_run(run: RunResult, path: str | os.PathLike) -> Path:
         arrays = {
             f"{task}/{k}": np.asarray(v) for task, d in run.pairs.items() for k, v in d.items()
         }
-        _atomic_write(pairs_path(path), lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(pairs_path(path), lambda f: np.savez_compressed(f, **arrays))
         body = json.dumps(run.to_json(), indent=2, allow_nan=False).encode()
-        _atomic_write(path, lambda f: f.write(body + b"\n"))
+        atomic_write(path, lambda f: f.write(body + b"\n"))
     except OSError as exc:
         raise ResultsError(f"cannot write results to {path}: {exc.strerror or exc}") from exc
     run.path = path

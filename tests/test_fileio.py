@@ -1,0 +1,57 @@
+"""Atomic writes: all or nothing, and the file mode a plain open() / mkdir() would give.
+
+tempfile makes 0600 files and 0700 folders; renamed into place unchanged, results, caches and
+checkpoints would be unreadable to anyone else sharing the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from embeval.core.fileio import atomic_write, atomic_write_text
+from embeval.core.model import random_tiny, save_checkpoint
+from embeval.eval.cache import CachedEncoder
+from embeval.eval.results import pairs_path, save_run
+from embeval.eval.score import score
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path, umask_022):
+    path = atomic_write_text(tmp_path / "sub" / "a.txt", "first")
+    assert path.read_text() == "first" and mode(path) == 0o644
+
+    def half_then_fail(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    assert path.read_text() == "first"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.txt"]  # no temp file left
+
+
+def test_results_cache_and_checkpoints_get_the_umask_mode(
+    tmp_path, umask_022, fake_encoder, tiny_data
+):
+    encoder = CachedEncoder(fake_encoder, tmp_path / "cache")
+    run = score(encoder, ["stsb"], root=tiny_data)
+    saved = save_run(run, tmp_path / "runs" / "r.json")
+    assert mode(saved) == mode(pairs_path(saved)) == 0o644
+    (shard,) = encoder.dir.glob("shard-*.npz")
+    assert mode(shard) == 0o644
+    backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+    ckpt = save_checkpoint(backbone, tok, tmp_path / "ckpt", "avg", 16)
+    assert mode(ckpt) == 0o755 and mode(ckpt / "config.json") == 0o644

@@ -499,14 +499,14 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
 @click.option(
     "--pooler",
     type=click.Choice(POOLERS),
-    help="Training pooler. Default: cls ([CLS] + MLP, as SimCSE trains), or the pooling the "
-    "checkpoint declares (e.g. avg for a sentence-transformers mean-pooling model).",
+    help="Training pooler. Default: the pooling the checkpoint declares (e.g. avg for a "
+    "sentence-transformers mean-pooling model), else cls ([CLS] + MLP, as SimCSE trains).",
 )
 @click.option(
     "--eval-pooler",
     type=click.Choice(POOLERS),
-    help="Pooler for evaluation and the saved checkpoints. Default: cls_before_pooler (SimCSE), "
-    "or the pooling the checkpoint declares.",
+    help="Pooler for evaluation and the saved checkpoints. Default: the training pooler, but "
+    "cls_before_pooler after cls (SimCSE: the MLP is used only in training).",
 )
 @click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
 @click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
@@ -552,17 +552,13 @@ def train(
 
     try:
         declared = None
-        if model_name != "random-tiny":
+        if model_name != "random-tiny" and fields["pooler"] is None:
             declared = read_pooling_config(resolve_checkpoint(model_name))[0]
-        pooler, eval_pooler = simcse_poolers(declared)
-        if (pooler, eval_pooler) != ("cls", "cls_before_pooler"):
-            click.echo(
-                f"{model_name} pools with {declared}: default --pooler {pooler} "
-                f"--eval-pooler {eval_pooler}",
-                err=True,
-            )
-        fields["pooler"] = fields["pooler"] or pooler
-        fields["eval_pooler"] = fields["eval_pooler"] or eval_pooler
+        if declared not in (None, "cls_before_pooler") and fields["eval_pooler"] is None:
+            click.echo(f"{model_name} pools with {declared}: training with it", err=True)
+        fields["pooler"], fields["eval_pooler"] = simcse_poolers(
+            declared, fields["pooler"], fields["eval_pooler"]
+        )
         cfg = TrainConfig(**fields, reinit_pooler=not keep_pooler, amp=not no_amp)
         cfg.validate()
         if model_name == "random-tiny":

@@ -76,6 +76,22 @@ def test_padding_does_not_change_avg():
     torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-5)
 
 
+def test_unsupported_sentence_transformers_pooling_can_be_overridden(tmp_path):
+    """A max-pooling model: no default embeval can honour, so scoring it needs --pooler, and
+    with --pooler it loads (the pooling module is then not interpreted)."""
+    import json
+
+    ckpt = tmp_path / "max-pooled"
+    shutil.copytree(default_checkpoint_path(), ckpt)
+    pooling = json.loads((ckpt / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (ckpt / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    with pytest.raises(CheckpointError, match="has no embeval equivalent; pass --pooler"):
+        checkpoint_info(ckpt)
+    model, _, info = load_model(ckpt, pooler="avg")
+    assert (info.pooler, info.max_length) == ("avg", 256) and model.pooler == "avg"
+
+
 def test_missing_path():
     with pytest.raises(CheckpointError, match="does not exist"):
         checkpoint_info("./no/such/checkpoint")

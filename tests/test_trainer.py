@@ -242,11 +242,17 @@ def test_cli_train_wires_the_stsb_dev_scorer(tmp_path, tiny_data):
     assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output
 
 
-def test_simcse_poolers_keep_a_checkpoint_s_own_pooling():
+def test_simcse_poolers_fill_in_what_the_user_left_out():
     assert simcse_poolers(None) == ("cls", "cls_before_pooler")  # plain HF encoder: SimCSE
     assert simcse_poolers("cls_before_pooler") == ("cls", "cls_before_pooler")  # embeval output
     assert simcse_poolers("avg") == ("avg", "avg")  # sentence-transformers mean pooling
     assert simcse_poolers("cls") == ("cls", "cls")
+    # An explicit training pooler decides the evaluation one: SimCSE's --pooler_type avg
+    # evaluates with avg; only the [CLS] MLP is dropped after training.
+    assert simcse_poolers(None, pooler="avg") == ("avg", "avg")
+    assert simcse_poolers("avg", pooler="cls") == ("cls", "cls_before_pooler")
+    assert simcse_poolers("avg", eval_pooler="cls_before_pooler") == ("avg", "cls_before_pooler")
+    assert simcse_poolers(None, "avg_top2", "avg") == ("avg_top2", "avg")
 
 
 def test_cli_train_defaults_to_the_pooling_the_checkpoint_declares(tmp_path):
@@ -276,7 +282,7 @@ def test_cli_train_defaults_to_the_pooling_the_checkpoint_declares(tmp_path):
     (orig, tok, _), (saved, _, info) = load_model(minilm), load_model(tmp_path / "a" / "best")
     assert info.pooler == "avg"
     assert torch.allclose(embed(orig, tok, texts), embed(saved, tok, texts), atol=1e-5)
-    assert run(minilm, tmp_path / "b", "--pooler", "cls")[:2] == ("cls", "avg")
+    assert run(minilm, tmp_path / "b", "--pooler", "cls")[:2] == ("cls", "cls_before_pooler")
     assert run(tmp_path / "a" / "best", tmp_path / "c", "--eval-pooler", "cls_before_pooler")[
         :2
     ] == ("avg", "cls_before_pooler")

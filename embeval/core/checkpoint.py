@@ -133,8 +133,13 @@ def _single_subfolder(path: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else path
 
 
-def read_pooling_config(path: Path) -> tuple[str | None, int | None, bool]:
-    """(pooler, max_length, normalize) from embeval or sentence-transformers files, if present."""
+def read_pooling_config(
+    path: Path, need_pooler: bool = True
+) -> tuple[str | None, int | None, bool]:
+    """(pooler, max_length, normalize) from embeval or sentence-transformers files, if present.
+
+    With need_pooler=False (the caller names a pooler) the pooling module is not interpreted, so
+    a pooling embeval lacks (e.g. max) can be overridden instead of being an error."""
     pooler, max_length, normalize = None, None, False
     own = path / EMBEVAL_CONFIG
     if own.exists():
@@ -144,7 +149,7 @@ def read_pooling_config(path: Path) -> tuple[str | None, int | None, bool]:
     if modules.exists():
         for module in _read_json(modules):
             kind = module.get("type", "")
-            if kind.endswith("Pooling") and pooler is None:
+            if kind.endswith("Pooling") and pooler is None and need_pooler:
                 pooler = _st_pooler(path / module.get("path", ""))
             elif kind.endswith("Normalize"):
                 normalize = True
@@ -206,7 +211,7 @@ def checkpoint_info(
     path = resolve_checkpoint(source)
     if not (path / "config.json").exists():
         raise CheckpointError(f"checkpoint folder {path} has no config.json")
-    own_pooler, own_max, normalize = read_pooling_config(path)
+    own_pooler, own_max, normalize = read_pooling_config(path, need_pooler=pooler is None)
     pooler = pooler or own_pooler or "cls"
     if pooler not in POOLERS:
         raise CheckpointError(f"unknown pooler {pooler!r}; expected one of {', '.join(POOLERS)}")

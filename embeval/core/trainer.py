@@ -90,16 +90,22 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-def simcse_poolers(declared: str | None) -> tuple[str, str]:
-    """(training, evaluation) poolers for an encoder whose checkpoint declares `declared`.
+def simcse_poolers(
+    declared: str | None, pooler: str | None = None, eval_pooler: str | None = None
+) -> tuple[str, str]:
+    """Fill in the (training, evaluation) poolers the user left out, as SimCSE pairs them.
 
-    SimCSE trains an MLP over [CLS] and evaluates [CLS] before it; that is the default for a plain
-    HF encoder (declared None) and for one that pools [CLS] already. A checkpoint that pools
-    otherwise, e.g. sentence-transformers' mean pooling, keeps its pooling in both.
+    SimCSE trains an MLP over [CLS] and evaluates [CLS] before it; any other pooler evaluates as
+    it trains. With neither given, a checkpoint keeps the pooling it declares (`declared`, e.g.
+    sentence-transformers' mean pooling); a plain HF encoder (None) gets SimCSE's pair.
     """
-    if declared in (None, "cls_before_pooler"):
-        return "cls", "cls_before_pooler"
-    return declared, declared
+    if pooler is None and eval_pooler is None and declared not in (None, "cls_before_pooler"):
+        return declared, declared
+    if pooler is None:
+        pooler = "cls" if declared in (None, "cls_before_pooler") else declared
+    if eval_pooler is None:
+        eval_pooler = "cls_before_pooler" if pooler == "cls" else pooler
+    return pooler, eval_pooler
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from train_helpers import read_log, write_sentences
+from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import distributed, losses
 
@@ -153,6 +153,64 @@ def test_two_process_training_equals_one_process_on_the_global_batch(tmp_path, p
     w2 = load_file(two / "out" / "last" / "model.safetensors")
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], atol=2e-4, rtol=0, msg=k)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bool) -> None:
+    """2 processes, dropout on, sentences of uneven length (so each rank's padded batches, and
+    with them its dropout RNG stream, differ); 5 steps, last/ saved at steps 2 and 4."""
+    from embeval.core.model import random_tiny
+    from embeval.core.trainer import TrainConfig, Trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
+    os.environ.update(LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+        cfg = TrainConfig(batch_size=4, steps=5, lr=1e-3, max_length=24, eval_steps=2, seed=7)
+        cfg.log_steps = 1
+        data = out.parent / "train.txt"
+        tr = Trainer(backbone, tok, data, cfg, out, device="cpu", progress=False)
+
+        def stop(trainer, step):
+            if step == stop_at:  # right after the collective save at step 2
+                raise _Stop
+
+        tr.on_step_end.append(stop)
+        try:
+            tr.train(resume=resume)
+        except _Stop:
+            pass
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_resume_restores_every_rank_s_rng(tmp_path):
+    """Stopped after step 2 and resumed, a 2-process run ends at the weights of an uninterrupted
+    one. Each rank's dropout stream has its own state by then; restoring rank 0's on both (as a
+    single saved RNG state would) gives rank 1 other masks and other weights."""
+    from safetensors.torch import load_file
+
+    lines = [" ".join(WORDS[(i + j) % 16] for j in range(2 + (i * 5) % 11)) for i in range(24)]
+    for run in ("full", "part"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "train.txt").write_text("\n".join(lines) + "\n")
+    mp.spawn(
+        _resumable_worker, args=(_free_port(), tmp_path / "full" / "out", None, False), nprocs=2
+    )
+    mp.spawn(_resumable_worker, args=(_free_port(), tmp_path / "part" / "out", 2, False), nprocs=2)
+    mp.spawn(
+        _resumable_worker, args=(_free_port(), tmp_path / "part" / "out", None, True), nprocs=2
+    )
+    full = load_file(tmp_path / "full" / "out" / "last" / "model.safetensors")
+    part = load_file(tmp_path / "part" / "out" / "last" / "model.safetensors")
+    assert full.keys() == part.keys()
+    for k in full:
+        assert torch.equal(full[k], part[k]), k
+    assert _losses(tmp_path / "part" / "out") == _losses(tmp_path / "full" / "out")
 
 
 @pytest.mark.slow

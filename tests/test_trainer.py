@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -109,21 +111,36 @@ def test_training_logs_and_keeps_the_best(tmp_path):
     assert json.loads((out / "train_config.json").read_text())["n_examples"] == 40
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("when", ["between steps", "inside the weight update"])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, when):
+    """Interrupted at step 4 (between the evaluations at 3 and 6, so the interrupt handler saves),
+    then resumed: the same weights and losses as 7 uninterrupted steps. A real Ctrl-C (SIGINT)
+    that arrives while the optimizer and scheduler step is held until the step is complete, so
+    the saved weights, optimizer, scheduler, step and RNG belong together."""
     full = make_trainer(tmp_path / "a", steps=7)
     full.train()
 
     part = make_trainer(tmp_path / "b", steps=7)
+    if when == "between steps":
 
-    def interrupt(trainer, step):
-        if step == 4:  # between evaluations (3, 6): the interrupt handler saves step 4
-            raise KeyboardInterrupt
+        def interrupt(trainer, step):
+            if step == 4:
+                raise KeyboardInterrupt
 
-    part.on_step_end.append(interrupt)
+        part.on_step_end.append(interrupt)
+    else:
+        updates = []
+
+        def ctrl_c_after_the_4th_update(optimizer, args, kwargs):  # before the scheduler steps
+            updates.append(1)
+            if len(updates) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        part.optimizer.register_step_post_hook(ctrl_c_after_the_4th_update)
     with pytest.raises(KeyboardInterrupt):
         part.train()
     state = torch.load(tmp_path / "b" / "out" / "last" / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 4
+    assert state["step"] == state["scheduler"]["last_epoch"] == 4
 
     resumed = make_trainer(tmp_path / "b", steps=7, seed=99)  # other init: weights come from last
     resumed.train(resume=True)
@@ -141,6 +158,12 @@ def test_resume_refuses_changed_settings_and_missing_state(tmp_path):
     make_trainer(tmp_path, steps=2).train()
     with pytest.raises(TrainingError, match="lr: 0.001 -> 0.002"):
         make_trainer(tmp_path, steps=2, lr=2e-3).train(resume=True)
+    other = write_sentences(tmp_path / "other.txt", n=24)
+    with pytest.raises(TrainingError, match="n_examples: 40 -> 24"):
+        make_trainer(tmp_path, data=other, steps=2).train(resume=True)
+    wider, tok = random_tiny(0, hidden=48, layers=1, heads=2)
+    with pytest.raises(TrainingError, match="does not fit this --model"):
+        Trainer(wider, tok, tmp_path / "train.txt", cfg(steps=2), tmp_path / "out").train(True)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

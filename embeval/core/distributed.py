@@ -52,6 +52,15 @@ def init_from_env() -> torch.device | None:
     return torch.device("cpu")
 
 
+def all_gather_objects(obj) -> list:
+    """Every process's `obj`, in rank order (picklable objects; a collective call)."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:  # (b, D) -> (world * b, D)
     """All-gather along dim 0, keeping autograd history for this process's own slice.
 

@@ -14,6 +14,7 @@ the MLP pooler weights, so `--pooler cls` still works on them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,6 +22,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -209,6 +212,8 @@ class Trainer:
         self.best_step: int | None = None
         self.saved_step: int | None = None
         self._perm: tuple[int, torch.Tensor] | None = None
+        self._cut = 0  # texts truncated in the batch being computed
+        self._unlogged: dict = {}  # the last step's log record until it is written
 
     # ------------------------------------------------------------------ data
     def batch_examples(self, step: int) -> list[tuple[str, ...]]:
@@ -241,7 +246,7 @@ class Trainer:
         inputs, cut = self.tokenize([ex[c] for c in range(cols) for ex in examples])
         if cols == 1:  # unsupervised: the same ids twice; dropout makes the two views differ
             inputs = {k: torch.cat([v, v]) for k, v in inputs.items()}
-        self.truncated += cut
+        self._cut = cut  # counted once the step is taken
         model = self.ddp or self.model
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             emb = model(**inputs)  # (views * b, H)
@@ -269,10 +274,10 @@ class Trainer:
         )
         if self.step == 0 and not resume:
             self._evaluate_and_save(0, {})
-        window, t0, rng = [], time.perf_counter(), self._rng_state()
+        window, t0 = [], time.perf_counter()
+        rng = self._rng_state()  # matches the weights at self.step, for an interrupt
         try:
             while self.step < self.total_steps:
-                rng = self._rng_state()  # state at the start of the step, for an interrupt
                 self.model.train()
                 loss = self.compute_loss(self.batch_examples(self.step))
                 if not torch.isfinite(loss):
@@ -281,27 +286,34 @@ class Trainer:
                 # Gathered negatives: every process holds the global loss; DDP averages the
                 # gradients, so scale by the world size to get the global-batch gradient.
                 self.scaler.scale(loss * self.world).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                self.step += 1
-                window.append(loss.item())
+                with _sigint_deferred():  # Ctrl-C lands before or after a step, never inside
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.scheduler.step()
+                    self.step += 1
+                    self.truncated += self._cut
+                    rng = self._rng_state()
+                    window.append(loss.item())
+                    rec = {}
+                    if self.step % cfg.log_steps == 0 or self.step == self.total_steps:
+                        dt = time.perf_counter() - t0
+                        rec = self._train_record(window, dt)
+                        window, t0 = [], time.perf_counter()
+                    self._unlogged = rec  # logged with the evaluation, or by the interrupt
                 bar.update(1)
-                rec = {}
-                if self.step % cfg.log_steps == 0 or self.step == self.total_steps:
-                    dt = time.perf_counter() - t0
-                    rec = self._train_record(window, dt)
-                    window, t0 = [], time.perf_counter()
+                if rec:
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", dev=self._dev_text())
-                rng = self._rng_state()
                 t_eval = time.perf_counter()
                 self._evaluate_and_save(self.step, rec)
                 t0 += time.perf_counter() - t_eval  # throughput excludes scoring and saving
                 for hook in self.on_step_end:
                     hook(self, self.step)
         except KeyboardInterrupt:
+            if dist.is_main() and self._unlogged:
+                self._log({"step": self.step, **self._unlogged})
             if dist.is_main() and self.saved_step != self.step:
-                self._save_last(rng)
+                # No collective call here (other processes may be gone): rank 0's RNG only.
+                self._save_last([rng])
                 log.warning("interrupted: saved step %d to %s", self.step, self.out / "last")
             raise
         finally:
@@ -362,13 +374,15 @@ class Trainer:
         final = step == self.total_steps
         do_eval = step % cfg.eval_steps == 0 or final
         do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
+        rngs = dist.all_gather_objects(self._rng_state()) if do_save else []  # one per rank
         if dist.is_main():
             if do_eval:
                 rec.update(self._run_evaluate(step))
             if rec:
                 self._log({"step": step, **rec})
+            self._unlogged = {}
             if do_save:
-                self._save_last(self._rng_state())
+                self._save_last(rngs)
         if do_eval or do_save:
             dist.barrier()
 
@@ -397,7 +411,7 @@ class Trainer:
         best = _save(self.backbone, self.tokenizer, self.out / "best", cfg)
         _write_json(best / "embeval_train.json", {"step": step, "metrics": metrics or {}})
 
-    def _save_last(self, rng: dict) -> None:
+    def _save_last(self, rngs: list[dict]) -> None:
         cfg = self.config
         new = _save(self.backbone, self.tokenizer, self.out / ".last.new", cfg)
         state = {
@@ -408,8 +422,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng,
+            "rng": rngs,  # per rank: dropout streams diverge with each rank's batch shapes
             "config": dataclasses.asdict(cfg),
+            "data": self._data_info(),
         }
         torch.save(state, new / STATE_FILE)
         last, old = self.out / "last", self.out / ".last.old"
@@ -429,11 +444,22 @@ class Trainer:
         state = torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
         now = dataclasses.asdict(self.config)
         diff = [k for k in now if state["config"].get(k) != now[k]]
-        if diff:
-            pairs = ", ".join(f"{k}: {state['config'].get(k)!r} -> {now[k]!r}" for k in diff)
-            raise TrainingError(f"resume with the settings of {last}; these differ: {pairs}")
+        saved_data, data = state.get("data", {}), self._data_info()  # older states lack it
+        pairs = [f"{k}: {state['config'].get(k)!r} -> {now[k]!r}" for k in diff]
+        pairs += [  # another file of the same size is the user's call: only its size counts
+            f"{k}: {saved_data[k]!r} -> {data[k]!r}"
+            for k in ("n_examples", "columns", "world_size", "total_steps")
+            if k in saved_data and saved_data[k] != data[k]
+        ]
+        if pairs:
+            raise TrainingError(
+                f"resume with the settings of {last}; these differ: {', '.join(pairs)}"
+            )
         weights = load_file(str(last / "model.safetensors"), device=str(self.device))
-        self.backbone.load_state_dict(weights, strict=True)
+        try:
+            self.backbone.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise TrainingError(f"{last} does not fit this --model: {exc}") from exc
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -441,7 +467,16 @@ class Trainer:
         self.best_score, self.best_step = state["best_score"], state["best_step"]
         self.last_score = self.best_score
         self.saved_step = self.step
-        self._set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(rngs) != self.world:  # an interrupt save keeps rank 0's only
+            log.warning(
+                "%s holds the RNG state of %d of %d processes: dropout masks after resuming "
+                "differ from an uninterrupted run",
+                last,
+                len(rngs),
+                self.world,
+            )
+        self._set_rng_state(rngs[dist.rank()] if len(rngs) == self.world else rngs[0])
         if dist.is_main():  # drop log lines written after the checkpoint
             path = self.out / LOG_FILE
             lines = path.read_text().splitlines() if path.exists() else []
@@ -494,6 +529,27 @@ def _save(backbone, tokenizer, path: Path, cfg: TrainConfig) -> Path:
     finally:
         if not was_disabled:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C (SIGINT) until the block ends: weights, optimizer, step and RNG then agree.
+
+    A SIGINT inside is recorded and handed to the previous handler on exit (normally Python's,
+    which raises KeyboardInterrupt). Handlers can only be set from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)
+        elif caught and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _line_step(line: str) -> float:

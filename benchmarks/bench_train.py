@@ -4,7 +4,8 @@ MultipleNegativesRankingLoss, one run each, printed side by side.
 Same model weights (random-tiny saved once, or --model DIR), batch size, max sequence length,
 learning rate, device and batches: sentence-transformers gets exactly the batches embeval's
 Trainer draws (its seeded shuffle of the file), so padding lengths match. Both encode every
-sentence twice (two dropout views, in-batch negatives, scale 1/tau = 20). sentence-transformers
+sentence twice (two dropout views, in-batch negatives, scale 1/tau = 20) and clips the gradient
+norm at 1 (the Hugging Face / sentence-transformers default). sentence-transformers
 runs in a plain PyTorch loop around `model.tokenize` + `MultipleNegativesRankingLoss` (its
 `fit`/Trainer needs the `datasets` package, which embeval does not depend on), so its figure
 excludes Trainer overhead. Each side runs in its own process so peak memory (max RSS on CPU, max
@@ -98,6 +99,7 @@ def run_st(args, device) -> dict:
             loss = loss_fn(feats, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as its fit() and embeval do
         opt.step()
         loss.item()  # sync, as embeval does for logging
     return {"seconds": time.perf_counter() - t0, "peak_mb": peak_mb(device)}

@@ -494,7 +494,20 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     "model's own (0.1 for BERT).",
 )
 @click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--weight-decay", default=0.0, show_default=True, type=float)
+@click.option(
+    "--weight-decay",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="AdamW weight decay (not on biases and LayerNorm weights).",
+)
+@click.option(
+    "--max-grad-norm",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Clip the gradient norm, as Hugging Face's Trainer (SimCSE's loop) does; 0: off.",
+)
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option(
     "--pooler",

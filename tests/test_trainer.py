@@ -90,6 +90,35 @@ def test_dropout_sets_the_noise_of_the_views_and_the_saved_config(tmp_path):
         cfg(dropout=1.0).validate()
 
 
+def test_gradient_clipping_and_weight_decay_groups(tmp_path):
+    """max_grad_norm clips the global gradient norm the optimizer sees (0 turns it off);
+    weight decay skips biases and LayerNorm weights and the frozen MLP pooler, as HF does."""
+    norms = {}
+    for clip in (0.0, 0.05):
+        tr = make_trainer(
+            tmp_path / str(clip), steps=2, max_grad_norm=clip, pooler="avg", weight_decay=0.01
+        )
+
+        def grad_norm(trainer, step, clip=clip):
+            grads = [p.grad for p in trainer.backbone.parameters() if p.grad is not None]
+            norms[clip] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+
+        tr.on_step_end.append(grad_norm)
+        tr.train()
+    assert norms[0.0] > 0.1 and norms[0.05] == pytest.approx(0.05, rel=1e-4)
+
+    decay, no_decay = tr.optimizer.param_groups
+    names = {id(p): n for n, p in tr.backbone.named_parameters()}
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.01, 0.0)
+    assert all(names[id(p)].endswith("weight") and p.ndim == 2 for p in decay["params"])
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in no_decay["params"]} == {"bias", "weight"}
+    assert not any(
+        names[id(p)].startswith("pooler.") for g in (decay, no_decay) for p in g["params"]
+    )
+    with pytest.raises(ValueError, match="max_grad_norm must be >= 0"):
+        cfg(max_grad_norm=-1.0).validate()
+
+
 def test_training_logs_and_keeps_the_best(tmp_path):
     scores = iter([10.0, 30.0, 20.0])  # step 0, 3, 6: step 3 is the best
 

@@ -65,7 +65,8 @@ class TrainConfig:
     max_length: int = 32
     dropout: float | None = None  # backbone dropout, SimCSE's noise; None keeps the model's (0.1)
     warmup_steps: int = 0
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW's; biases and LayerNorm weights are never decayed (HF)
+    max_grad_norm: float = 1.0  # gradient-norm clipping as in HF's Trainer (SimCSE); 0: off
     eval_steps: int = 125
     save_steps: int | None = None  # `last/` checkpoint; default: at every evaluation
     log_steps: int = 25
@@ -89,6 +90,10 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_grad_norm < 0:
+            raise ValueError(
+                f"max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}"
+            )
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -118,6 +123,16 @@ class TrainResult:
     best_score: float | None
     out_dir: str
     truncated: int
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups as Hugging Face's Trainer builds them: no decay for biases and LayerNorm
+    weights (the 1-d parameters); frozen parameters are left out."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for _, p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -196,7 +211,7 @@ class Trainer:
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.optimizer = torch.optim.AdamW(
-            self.backbone.parameters(), lr=config.lr, weight_decay=config.weight_decay, eps=1e-8
+            param_groups(self.backbone, config.weight_decay), lr=config.lr, eps=1e-8
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
@@ -286,6 +301,9 @@ class Trainer:
                 # Gathered negatives: every process holds the global loss; DDP averages the
                 # gradients, so scale by the world size to get the global-batch gradient.
                 self.scaler.scale(loss * self.world).backward()
+                if cfg.max_grad_norm:
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled
+                    torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), cfg.max_grad_norm)
                 with _sigint_deferred():  # Ctrl-C lands before or after a step, never inside
                     self.scaler.step(self.optimizer)
                     self.scaler.update()

@@ -478,7 +478,11 @@ class Trainer:
             self.backbone.load_state_dict(weights, strict=True)
         except RuntimeError as exc:
             raise TrainingError(f"{last} does not fit this --model: {exc}") from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # e.g. parameter groups of an older embeval
+            msg = f"{last / STATE_FILE}: optimizer state does not fit: {exc}"
+            raise TrainingError(msg) from exc
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.truncated = state["step"], state["truncated"]

@@ -36,6 +36,8 @@ def test_raw_protocol_and_mteb_sick(shared_data):
     assert raw.s1 != tok.s1  # raw keeps case and is not tokenized
     assert list(raw.gold) == list(tok.gold)
     assert len(load_sts("sickr", "test", shared_data, protocol="mteb")) == 9927
+    with pytest.raises(DataError, match="one test set .* no 'dev' split"):
+        load_sts("sickr", "dev", shared_data, protocol="mteb")  # would score its test pairs
 
 
 def test_subsets_and_unscored_pairs(tiny_data):

@@ -74,6 +74,8 @@ def test_cli_limit_marks_partial(tiny_data, tmp_path):
 
 def test_task_groups_and_mixing():
     assert select_tasks(["transfer"], "test") == list(transfer.TRANSFER_TASKS)
+    assert select_tasks(None, "dev") == ["STSBenchmark", "SICKRelatedness"]
+    assert select_tasks(None, "dev", "mteb") == ["STSBenchmark"]  # MTEB's SICK-R: test only
     assert select_tasks(["stsb", "mr", "Trec"], "test") == ["STSBenchmark", "MR", "TREC"]
     assert len(select_tasks(["sts", "transfer"], "test")) == 14
     with pytest.raises(DataError, match="did you mean MRPC"):

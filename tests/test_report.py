@@ -185,8 +185,13 @@ def test_mismatched_pairs_give_no_p_value(tmp_path):
     assert cc.p is not None and cc.p < 0.05 and cc.delta < 0
 
 
-def test_missing_pairs_file_still_reports(tmp_path, two_runs):
-    pairs_path(Path(two_runs[1])).unlink()
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_missing_pairs_file_still_reports(tmp_path, two_runs, damage):
+    path = pairs_path(Path(two_runs[1]))
+    if damage == "missing":
+        path.unlink()
+    else:  # a half-copied .npz is no zip file: a note naming it, not a traceback
+        path.write_bytes(path.read_bytes()[:100])
     r = report.build(list(two_runs), n_boot=B)
     t = r.tables[0]
     assert t.rows[1].cells["STS12"].ci is None and "per-pair file" in t.rows[1].cells["STS12"].note

@@ -10,7 +10,7 @@ from embeval.cli import main
 from embeval.core.model import random_tiny, save_checkpoint
 from embeval.eval import metrics
 from embeval.eval.cache import CachedEncoder
-from embeval.eval.datasets import STS_TASKS, load_sts
+from embeval.eval.datasets import STS_TASKS, DataError, load_sts
 from embeval.eval.results import ResultsError, load_run, save_run
 from embeval.eval.score import score
 
@@ -48,6 +48,9 @@ def test_dev_split_default_tasks(fake_encoder, tiny_data):
 def test_limit_marks_partial(fake_encoder, tiny_data):
     run = score(fake_encoder, ["stsb"], root=tiny_data, limit=3)
     assert run.tasks["STSBenchmark"]["n"] == 3 and run.meta["partial"] is True
+    # STS12's first subset has 4 scored pairs here: 5 leaves the second one a single pair.
+    with pytest.raises(DataError, match=r"--limit 5 leaves STS12 subset \S+ with 1 pair"):
+        score(fake_encoder, ["STS12"], root=tiny_data, limit=5)
 
 
 def test_results_roundtrip(fake_encoder, tiny_data, tmp_path):

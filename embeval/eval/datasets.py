@@ -132,6 +132,11 @@ def load_sts(
         return _load_stsb(folder / "STSBenchmark" / STSB_FILES[split], split)
     sick = _sick_dir(folder, root or data_root())
     if protocol == "mteb":  # MTEB's SICK-R scores every pair of the three files
+        if split != "test":
+            raise DataError(
+                f"SICK-R under the mteb protocol is one test set (all 9,927 pairs, the three "
+                f"SICK files together); it has no {split!r} split"
+            )
         parts = [_load_sick(sick / SICK_FILES[s], s) for s in ("train", "dev", "test")]
         return _concat(parts, task, "all")
     return _load_sick(sick / SICK_FILES[split], split)

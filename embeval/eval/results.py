@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,6 @@ def load_pairs(path: Path) -> dict[str, dict[str, np.ndarray]]:
                 out.setdefault(task, {})[name] = z[key]
     except FileNotFoundError:
         raise ResultsError(f"per-pair file {path} is missing; re-run `embeval score`") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a truncated copy
         raise ResultsError(f"per-pair file {path} is unreadable: {exc}") from exc
     return out

@@ -39,10 +39,12 @@ ALIGNMENT_GOLD_MIN = 4.0  # SimCSE: positive pairs are STS-B pairs with gold sco
 TASK_GROUPS = {"sts": STS_TASKS, "transfer": transfer.TRANSFER_TASKS}
 
 
-def select_tasks(names: Sequence[str] | None, split: str) -> list[str]:
-    """Canonical task names (groups `sts`, `transfer` expand); default: STS tasks with `split`."""
+def select_tasks(names: Sequence[str] | None, split: str, protocol: str = "simcse") -> list[str]:
+    """Canonical task names (groups `sts`, `transfer` expand); default: STS tasks with `split`
+    (MTEB's SICK-R is one test set, so it has no dev or train split there)."""
     if not names:
-        return [t for t in STS_TASKS if split == "test" or t not in STS_YEARS]
+        no_split = set(STS_YEARS) | ({"SICKRelatedness"} if protocol == "mteb" else set())
+        return [t for t in STS_TASKS if split == "test" or t not in no_split]
     known = (*STS_TASKS, *transfer.TRANSFER_TASKS)
     out = [
         t
@@ -50,6 +52,21 @@ def select_tasks(names: Sequence[str] | None, split: str) -> list[str]:
         for t in TASK_GROUPS.get(n.strip().lower(), None) or [resolve_task(n, known)]
     ]
     return list(dict.fromkeys(out))
+
+
+def _check_correlatable(task: str, d, limit: int) -> None:
+    """A cut (--limit) must leave every subset two pairs with different gold scores."""
+    subsets = np.asarray(d.subset)
+    gold = np.asarray(d.gold)
+    for name in dict.fromkeys(d.subset):
+        g = gold[subsets == name]
+        if len(g) < 2 or g.min() == g.max():
+            where = task if name == task else f"{task} subset {name}"
+            raise DataError(
+                f"--limit {limit} leaves {where} with {len(g)} pair(s) and gold scores "
+                f"{sorted(set(g.tolist()))}: a correlation needs two different gold scores; "
+                "raise --limit"
+            )
 
 
 def score(
@@ -69,7 +86,7 @@ def score(
     root = data_root(root)
     if limit is not None and limit < 2:
         raise DataError(f"--limit must be at least 2 pairs (a correlation needs two), got {limit}")
-    names = select_tasks(tasks, split)
+    names = select_tasks(tasks, split, protocol)
     clf_names = [t for t in names if t in transfer.TRANSFER_TASKS]
     if clf_names and split != "test":
         raise DataError(
@@ -81,6 +98,8 @@ def score(
     if limit:
         data = {t: d.head(limit) for t, d in data.items()}
         clf_data = {t: d.head(limit) for t, d in clf_data.items()}
+        for task, d in data.items():
+            _check_correlatable(task, d, limit)
     diag = _diagnostic_data(data, split, root, protocol, limit) if diagnostics else None
 
     sentences = list(

@@ -36,6 +36,11 @@ def test_raw_protocol_and_mteb_sick(shared_data):
     assert raw.s1 != tok.s1  # raw keeps case and is not tokenized
     assert list(raw.gold) == list(tok.gold)
     assert len(load_sts("sickr", "test", shared_data, protocol="mteb")) == 9927
+    with pytest.raises(DataError, match="holds the simcse protocol's text, not mteb's"):
+        load_sts("STSBenchmark", "test", shared_data / "sts", protocol="mteb")
+    with pytest.raises(DataError, match="holds the mteb protocol's text, not simcse's"):
+        load_sts("STSBenchmark", "test", shared_data / "sts-raw")
+    assert len(load_sts("STSBenchmark", "test", shared_data / "sts")) == 1379  # the folder itself
     with pytest.raises(DataError, match="one test set .* no 'dev' split"):
         load_sts("sickr", "dev", shared_data, protocol="mteb")  # would score its test pairs
 

@@ -52,6 +52,18 @@ def test_alignment_and_uniformity_hand_case():
     # squared distances between distinct points: 2, 4, 2
     expected = math.log((math.exp(-4) + math.exp(-8) + math.exp(-4)) / 3)
     assert metrics.uniformity(pts) == pytest.approx(expected)
+    assert metrics.uniformity(pts, block=1) == pytest.approx(expected)  # one row at a time
+
+
+def test_uniformity_in_blocks_matches_all_pairs_at_once():
+    x = np.random.default_rng(1).standard_normal((23, 4))
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    i, j = np.triu_indices(23, k=1)
+    brute = math.log(np.mean(np.exp(-2 * ((z[i] - z[j]) ** 2).sum(axis=1))))
+    for block in (1, 5, 22, 23, 1000):
+        assert metrics.uniformity(x, block=block) == pytest.approx(brute, rel=1e-12)
+    with pytest.raises(ValueError, match="at least two sentences"):
+        metrics.uniformity(x[:1])
 
 
 def test_anisotropy_matches_brute_force():

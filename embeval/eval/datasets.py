@@ -106,6 +106,12 @@ def sts_folder(root: Path, protocol: str = "simcse") -> Path:
     """The folder that holds STS12-en-test/ … for a protocol; `root` may be that folder itself."""
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    other = [p for p, folder in PROTOCOL_FOLDER.items() if folder == root.name and p != protocol]
+    if other:  # tokenized text scored as raw, or the reverse, would still give figures
+        raise DataError(
+            f"{root} holds the {other[0]} protocol's text, not {protocol}'s; point --data at "
+            f"{root.parent} (holding {PROTOCOL_FOLDER[protocol]}/) or pass --protocol {other[0]}"
+        )
     for candidate in (root / PROTOCOL_FOLDER[protocol], root):
         if (candidate / "STSBenchmark").is_dir() or (candidate / "STS12-en-test").is_dir():
             return candidate

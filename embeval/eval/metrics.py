@@ -64,12 +64,22 @@ def alignment(x: np.ndarray, y: np.ndarray) -> float:  # (P, D) positive pairs -
     return float(((x - y) ** 2).sum(axis=1).mean())
 
 
-def uniformity(x: np.ndarray, t: float = 2.0) -> float:  # (N, D) distinct sentences -> scalar
-    """log E exp(-t ||f(x) - f(y)||^2) over all pairs of distinct rows, L2-normalised."""
+def uniformity(x: np.ndarray, t: float = 2.0, block: int = 256) -> float:  # (N, D) -> scalar
+    """log E exp(-t ||f(x) - f(y)||^2) over all pairs of distinct rows, L2-normalised.
+
+    Rows go `block` at a time against the rows after them, so memory stays O(block * N) (STS-B
+    train's 10k sentences make 55M pairs)."""
     z = l2_normalize(x.astype(np.float64))
-    i, j = np.triu_indices(len(z), k=1)  # each unordered pair once
-    sq = np.clip(2 - 2 * (z @ z.T)[i, j], 0, None)  # ||a - b||^2 = 2 - 2 cos for unit vectors
-    return float(logsumexp(-t * sq) - math.log(len(sq)))
+    n = len(z)
+    if n < 2:
+        raise ValueError(f"uniformity needs at least two sentences, got {n}")
+    parts = []
+    for a in range(0, n - 1, block):
+        cos = z[a : a + block] @ z[a:].T  # (b, n - a); row r is sentence a + r
+        i, j = np.triu_indices(cos.shape[0], k=1, m=cos.shape[1])  # each later sentence once
+        sq = np.clip(2 - 2 * cos[i, j], 0, None)  # ||a - b||^2 = 2 - 2 cos for unit vectors
+        parts.append(logsumexp(-t * sq))
+    return float(logsumexp(parts) - math.log(n * (n - 1) / 2))
 
 
 def anisotropy(x: np.ndarray) -> float:  # (N, D) -> mean cosine over distinct pairs

@@ -231,6 +231,22 @@ def test_bad_training_files(tmp_path):
         read_training_file(ragged)
 
 
+def test_training_files_split_on_newlines_only(tmp_path):
+    """Lines end at \n or \r\n (as SimCSE reads them), not at the other characters
+    str.splitlines() breaks on (\x85, \u2028, form feed); quoted CSV fields may hold commas and
+    newlines; blank lines are skipped and counted."""
+    txt = tmp_path / "wiki.txt"
+    txt.write_bytes("one \u2028 sentence\r\nform\x0cfeed and \x85 next\n\nlast\n".encode())
+    data = read_training_file(txt)
+    assert data.examples == [("one \u2028 sentence",), ("form\x0cfeed and \x85 next",), ("last",)]
+    assert data.skipped_empty == 1
+    csv_file = tmp_path / "nli.csv"
+    csv_file.write_text('sent0,sent1,hard_neg\n"a, b","c\nd",e \u2028 f\n\ng,h,i\n')
+    data = read_training_file(csv_file)
+    assert data.examples == [("a, b", "c\nd", "e \u2028 f"), ("g", "h", "i")]
+    assert data.skipped_empty == 1
+
+
 def test_batch_larger_than_data(tmp_path):
     data = write_sentences(tmp_path / "few.txt", n=5)
     with pytest.raises(ValueError, match=r"batch size 8 .* larger than the 5 examples.*<= 5"):

@@ -7,6 +7,7 @@ with a `sent0,sent1[,hard_neg]` header, as SimCSE's NLI file. Errors name the fi
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ def read_training_file(path: str | os.PathLike) -> TrainData:
         raise ValueError(f"training file {p} is unreadable: {exc}") from exc
     if p.suffix.lower() == ".csv":
         return _read_csv(p, text)
-    lines = text.splitlines()
+    # read_text already turned \r\n into \n; splitlines() would also split on \x85, \u2028 ...
+    lines = text.removesuffix("\n").split("\n") if text else []
     examples = [(s,) for s in lines if s.strip()]
     if not examples:
         raise ValueError(f"training file {p} holds no sentences; expected one sentence per line")
@@ -43,14 +45,15 @@ def read_training_file(path: str | os.PathLike) -> TrainData:
 
 
 def _read_csv(p: Path, text: str) -> TrainData:
-    rows = list(csv.reader(text.splitlines()))
+    reader = csv.reader(io.StringIO(text))  # quoted fields may hold commas and newlines
+    rows = [(reader.line_num, row) for row in reader]  # line_num: the row's last line
     if not rows:
         raise ValueError(f"training file {p} is empty; expected a sent0,sent1[,hard_neg] header")
-    header = tuple(h.strip() for h in rows[0])
+    header = tuple(h.strip() for h in rows[0][1])
     if header not in (("sent0", "sent1"), ("sent0", "sent1", "hard_neg")):
         raise ValueError(f"{p}:1: header {','.join(header)!r}; expected sent0,sent1[,hard_neg]")
     examples, skipped = [], 0
-    for i, row in enumerate(rows[1:], 2):
+    for i, row in rows[1:]:
         if not any(c.strip() for c in row):
             skipped += 1
             continue

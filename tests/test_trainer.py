@@ -193,6 +193,12 @@ def test_resume_refuses_changed_settings_and_missing_state(tmp_path):
     wider, tok = random_tiny(0, hidden=48, layers=1, heads=2)
     with pytest.raises(TrainingError, match="does not fit this --model"):
         Trainer(wider, tok, tmp_path / "train.txt", cfg(steps=2), tmp_path / "out").train(True)
+    state_file = tmp_path / "out" / "last" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:1]  # older layout
+    torch.save(state, state_file)
+    with pytest.raises(TrainingError, match=r"trainer_state\.pt: optimizer state does not fit"):
+        make_trainer(tmp_path, steps=2).train(resume=True)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -92,6 +92,47 @@ def test_unsupported_sentence_transformers_pooling_can_be_overridden(tmp_path):
     assert (info.pooler, info.max_length) == ("avg", 256) and model.pooler == "avg"
 
 
+@pytest.mark.parametrize("arch", ["distilbert", "modernbert"])
+def test_set_dropout_reaches_layers_attention_and_config(arch):
+    """Beyond BERT: DistilBERT names its rates `dropout`/`attention_dropout`; ModernBERT hands
+    attention dropout to the kernel as a float attribute, not an nn.Dropout."""
+    import transformers
+
+    from embeval.core.model import set_dropout
+
+    if arch == "distilbert":
+        cfg = transformers.DistilBertConfig(
+            vocab_size=64, dim=32, n_layers=1, n_heads=2, hidden_dim=64
+        )
+        model = transformers.DistilBertModel(cfg)
+    else:
+        cfg = transformers.ModernBertConfig(
+            vocab_size=64,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            cls_token_id=1,
+            sep_token_id=2,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            embedding_dropout=0.1,
+            mlp_dropout=0.1,
+            attention_dropout=0.1,
+        )
+        model = transformers.ModernBertModel(cfg)
+    set_dropout(model, 0.3)
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    rates |= {m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")}
+    assert rates == {0.3}
+    assert all(
+        getattr(model.config, k) == 0.3
+        for k in ("dropout", "attention_dropout", "embedding_dropout", "mlp_dropout")
+        if hasattr(model.config, k)
+    )
+
+
 def test_missing_path():
     with pytest.raises(CheckpointError, match="does not exist"):
         checkpoint_info("./no/such/checkpoint")

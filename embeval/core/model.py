@@ -138,17 +138,30 @@ def random_tiny(seed: int = 0, hidden: int = 128, layers: int = 2, heads: int = 
     return BertModel(config), tokenizer
 
 
-DROPOUT_CONFIG_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
+# Config fields that hold a dropout rate in BERT/RoBERTa, DistilBERT and ModernBERT.
+DROPOUT_CONFIG_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "embedding_dropout",
+    "mlp_dropout",
+)
 
 
 def set_dropout(backbone: nn.Module, p: float) -> None:
-    """Set every dropout layer's rate to p (SimCSE's noise, 0.1 in BERT), and the config to match,
-    so that a saved checkpoint says what it was trained with."""
+    """Set every dropout rate to p (SimCSE's noise, 0.1 in BERT), and the config to match,
+    so that a saved checkpoint says what it was trained with.
+
+    Rates live in nn.Dropout layers, and in some attention modules as a float handed to the
+    attention kernel (`attention_dropout`, ModernBERT)."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {p}")
     for module in backbone.modules():
         if isinstance(module, nn.Dropout):
             module.p = p
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
     config = getattr(backbone, "config", None)
     for key in DROPOUT_CONFIG_KEYS:
         if isinstance(getattr(config, key, None), float):

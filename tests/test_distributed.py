@@ -161,7 +161,8 @@ class _Stop(Exception):
 
 def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bool) -> None:
     """2 processes, dropout on, sentences of uneven length (so each rank's padded batches, and
-    with them its dropout RNG stream, differ); 5 steps, last/ saved at steps 2 and 4."""
+    with them its dropout RNG stream, differ; the longer ones are cut to 8 tokens); 5 steps,
+    last/ saved at steps 2 and 4."""
     from embeval.core.model import random_tiny
     from embeval.core.trainer import TrainConfig, Trainer
 
@@ -170,7 +171,7 @@ def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bo
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
-        cfg = TrainConfig(batch_size=4, steps=5, lr=1e-3, max_length=24, eval_steps=2, seed=7)
+        cfg = TrainConfig(batch_size=4, steps=5, lr=1e-3, max_length=8, eval_steps=2, seed=7)
         cfg.log_steps = 1
         data = out.parent / "train.txt"
         tr = Trainer(backbone, tok, data, cfg, out, device="cpu", progress=False)
@@ -189,9 +190,10 @@ def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bo
 
 
 def test_two_process_resume_restores_every_rank_s_rng(tmp_path):
-    """Stopped after step 2 and resumed, a 2-process run ends at the weights of an uninterrupted
-    one. Each rank's dropout stream has its own state by then; restoring rank 0's on both (as a
-    single saved RNG state would) gives rank 1 other masks and other weights."""
+    """Stopped after step 2 and resumed, a 2-process run ends at the weights (and truncation
+    count) of an uninterrupted one. Each rank's dropout stream has its own state by then;
+    restoring rank 0's on both (as a single saved RNG state would) gives rank 1 other masks and
+    other weights."""
     from safetensors.torch import load_file
 
     lines = [" ".join(WORDS[(i + j) % 16] for j in range(2 + (i * 5) % 11)) for i in range(24)]
@@ -211,6 +213,17 @@ def test_two_process_resume_restores_every_rank_s_rng(tmp_path):
     for k in full:
         assert torch.equal(full[k], part[k]), k
     assert _losses(tmp_path / "part" / "out") == _losses(tmp_path / "full" / "out")
+    # The truncation count covers both ranks' slices: every sentence drawn in the 5 global
+    # batches of 8 (epoch order as the Trainer draws it) that is longer than 8 tokens.
+    from embeval.core.model import random_tiny
+    from embeval.core.train_data import epoch_order
+
+    tok = random_tiny(0, hidden=32, layers=1, heads=2)[1]
+    drawn = [epoch_order(24, 7, step // 3)[(step % 3) * 8 :][:8].tolist() for step in range(5)]
+    expected = sum(len(tok(lines[i])["input_ids"]) > 8 for batch in drawn for i in batch)
+    assert 0 < expected < 40
+    for run in ("full", "part"):
+        assert read_log(tmp_path / run / "out")[-1]["truncated"] == expected, run
 
 
 @pytest.mark.slow

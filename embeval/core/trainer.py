@@ -319,6 +319,8 @@ class Trainer:
                         window, t0 = [], time.perf_counter()
                     self._unlogged = rec  # logged with the evaluation, or by the interrupt
                 bar.update(1)
+                if rec and self.world > 1:  # every rank counts its own slice
+                    rec["truncated"] = self._total_truncated()
                 if rec:
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", dev=self._dev_text())
                 t_eval = time.perf_counter()
@@ -331,20 +333,23 @@ class Trainer:
                 self._log({"step": self.step, **self._unlogged})
             if dist.is_main() and self.saved_step != self.step:
                 # No collective call here (other processes may be gone): rank 0's RNG only.
-                self._save_last([rng])
+                self._save_last([rng], self.truncated)
                 log.warning("interrupted: saved step %d to %s", self.step, self.out / "last")
             raise
         finally:
             bar.close()
-        if self.truncated:
+        truncated = self._total_truncated()
+        if truncated:
             log.warning(
                 "%d training sentence(s) longer than %d tokens were truncated",
-                self.truncated,
+                truncated,
                 cfg.max_length,
             )
-        return TrainResult(
-            self.step, self.best_step, self.best_score, str(self.out), self.truncated
-        )
+        return TrainResult(self.step, self.best_step, self.best_score, str(self.out), truncated)
+
+    def _total_truncated(self) -> int:
+        """Texts cut to max_length so far, over all processes (a collective call)."""
+        return sum(dist.all_gather_objects(self.truncated))
 
     def _fresh_start(self) -> None:
         cfg = self.config
@@ -392,7 +397,8 @@ class Trainer:
         final = step == self.total_steps
         do_eval = step % cfg.eval_steps == 0 or final
         do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
-        rngs = dist.all_gather_objects(self._rng_state()) if do_save else []  # one per rank
+        # One (RNG state, truncated count) per rank.
+        ranks = dist.all_gather_objects((self._rng_state(), self.truncated)) if do_save else []
         if dist.is_main():
             if do_eval:
                 rec.update(self._run_evaluate(step))
@@ -400,7 +406,7 @@ class Trainer:
                 self._log({"step": step, **rec})
             self._unlogged = {}
             if do_save:
-                self._save_last(rngs)
+                self._save_last([rng for rng, _ in ranks], sum(n for _, n in ranks))
         if do_eval or do_save:
             dist.barrier()
 
@@ -429,14 +435,14 @@ class Trainer:
         best = _save(self.backbone, self.tokenizer, self.out / "best", cfg)
         _write_json(best / "embeval_train.json", {"step": step, "metrics": metrics or {}})
 
-    def _save_last(self, rngs: list[dict]) -> None:
+    def _save_last(self, rngs: list[dict], truncated: int) -> None:
         cfg = self.config
         new = _save(self.backbone, self.tokenizer, self.out / ".last.new", cfg)
         state = {
             "step": self.step,
             "best_score": self.best_score,
             "best_step": self.best_step,
-            "truncated": self.truncated,
+            "truncated": truncated,  # all ranks'
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -485,7 +491,8 @@ class Trainer:
             raise TrainingError(msg) from exc
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step, self.truncated = state["step"], state["truncated"]
+        self.step = state["step"]
+        self.truncated = state["truncated"] if dist.is_main() else 0  # the sum stays right
         self.best_score, self.best_step = state["best_score"], state["best_step"]
         self.last_score = self.best_score
         self.saved_step = self.step

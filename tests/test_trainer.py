@@ -181,6 +181,17 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, when):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
 
 
+def test_resume_recovers_a_save_cut_between_its_two_renames(tmp_path):
+    """_save_last moves last/ aside to .last.old, then the new folder in: a crash between the
+    two leaves only .last.old, which resume takes back."""
+    make_trainer(tmp_path, steps=3).train()
+    out = tmp_path / "out"
+    os.replace(out / "last", out / ".last.old")
+    resumed = make_trainer(tmp_path, steps=3)
+    assert resumed.train(resume=True).step == 3
+    assert (out / "last" / "trainer_state.pt").is_file() and not (out / ".last.old").exists()
+
+
 def test_resume_refuses_changed_settings_and_missing_state(tmp_path):
     with pytest.raises(TrainingError, match="nothing to resume"):
         make_trainer(tmp_path, steps=2).train(resume=True)

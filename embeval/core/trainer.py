@@ -462,7 +462,12 @@ class Trainer:
     def _load_state(self) -> None:
         from safetensors.torch import load_file
 
-        last = self.out / "last"
+        last, old = self.out / "last", self.out / ".last.old"
+        if not last.exists() and (old / STATE_FILE).is_file() and dist.is_main():
+            # A crash between the two renames of _save_last: the previous save is whole.
+            os.replace(old, last)
+            log.warning("%s was missing; restored the previous save from %s", last, old)
+        dist.barrier()
         if not (last / STATE_FILE).is_file():
             raise TrainingError(f"nothing to resume: {last / STATE_FILE} does not exist")
         state = torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)

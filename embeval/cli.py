@@ -518,8 +518,9 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
 @click.option(
     "--eval-pooler",
     type=click.Choice(POOLERS),
-    help="Pooler for evaluation and the saved checkpoints. Default: the training pooler, but "
-    "cls_before_pooler after cls (SimCSE: the MLP is used only in training).",
+    help="Pooler for evaluation and the saved checkpoints. Default: the checkpoint's declared "
+    "pooling when no --pooler is given; else the training pooler, but cls_before_pooler after "
+    "cls (SimCSE: the MLP is used only in training).",
 )
 @click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
 @click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")

@@ -16,7 +16,7 @@ positives that are the same sentence under dropout teach little beyond word iden
 `benchmarks/sweep_random_tiny.py`, 500 steps each: SimCSE's settings (MLP over [CLS], tau 0.05)
 end at 48.6 / 6.8 / 10.7 for lr 3e-5 / 1e-4 / 5e-4 on an H100 before gradient clipping, 43.5 for
 lr 3e-5 with clipping on CPU (the encoder learns to tell sentences apart by non-semantic cues);
-focal-infonce ends below its start in all six settings tried (29.2 to 52.6). NLI pairs carry the
+focal-infonce ends below its start in all seven settings tried (29.2 to 52.6). NLI pairs carry the
 missing signal (different words, same meaning): 72.3 / 73.9 there.
 Figures are logged in train_log.jsonl and printed (`pytest -s`).
 """

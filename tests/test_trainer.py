@@ -166,8 +166,14 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, when):
                 os.kill(os.getpid(), signal.SIGINT)
 
         part.optimizer.register_step_post_hook(ctrl_c_after_the_4th_update)
-    with pytest.raises(KeyboardInterrupt):
-        part.train()
+    # Python's own Ctrl-C handler, as in a terminal: a shell that starts the test run in the
+    # background makes the process ignore SIGINT, and then nothing would be raised at all.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            part.train()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     state = torch.load(tmp_path / "b" / "out" / "last" / "trainer_state.pt", weights_only=False)
     assert state["step"] == state["scheduler"]["last_epoch"] == 4
 

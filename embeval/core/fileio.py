@@ -7,6 +7,7 @@ checkpoints are meant to be shared, so they get the mode a plain `open()` / `mkd
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,23 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def aside(dest: Path) -> Path:
+    """Where `replace_dir` keeps the previous `dest` until the new one is in place."""
+    return dest.with_name(f".{dest.name}.old")
+
+
+def replace_dir(new: Path, dest: Path) -> Path:
+    """Put folder `new` in place of `dest`. The old `dest` waits at `aside(dest)` until the new
+    one is in, so a crash between the two renames still leaves one whole copy."""
+    old = aside(dest)
+    if dest.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+    os.replace(new, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def temp_dir_beside(path: Path) -> Path:

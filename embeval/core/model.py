@@ -30,7 +30,7 @@ from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public mo
     resolve_checkpoint,
     write_json,
 )
-from embeval.core.fileio import temp_dir_beside
+from embeval.core.fileio import replace_dir, temp_dir_beside
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +179,7 @@ def save_checkpoint(
         tokenizer.save_pretrained(str(tmp))
         write_json(tmp / EMBEVAL_CONFIG, {"pooler": pooler, "max_length": max_length})
         _write_sentence_transformers_files(tmp, backbone.config.hidden_size, pooler, max_length)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import signal
 import threading
 import time
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from embeval.core import distributed as dist
-from embeval.core.fileio import atomic_write_text
+from embeval.core.fileio import aside, atomic_write_text, replace_dir
 from embeval.core.losses import get_loss, loss_hparams
 from embeval.core.model import POOLERS, SentenceModel, save_checkpoint, set_dropout
 from embeval.core.train_data import TrainData, epoch_order, read_training_file
@@ -319,9 +318,8 @@ class Trainer:
                         window, t0 = [], time.perf_counter()
                     self._unlogged = rec  # logged with the evaluation, or by the interrupt
                 bar.update(1)
-                if rec and self.world > 1:  # every rank counts its own slice
-                    rec["truncated"] = self._total_truncated()
                 if rec:
+                    rec["truncated"] = self._total_truncated()  # each rank counted its slice
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", dev=self._dev_text())
                 t_eval = time.perf_counter()
                 self._evaluate_and_save(self.step, rec)
@@ -451,20 +449,16 @@ class Trainer:
             "data": self._data_info(),
         }
         torch.save(state, new / STATE_FILE)
-        last, old = self.out / "last", self.out / ".last.old"
-        if last.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(last, old)
-        os.replace(new, last)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(new, self.out / "last")
         self.saved_step = self.step
 
     def _load_state(self) -> None:
         from safetensors.torch import load_file
 
-        last, old = self.out / "last", self.out / ".last.old"
+        last = self.out / "last"
+        old = aside(last)
         if not last.exists() and (old / STATE_FILE).is_file() and dist.is_main():
-            # A crash between the two renames of _save_last: the previous save is whole.
+            # A crash between the two renames of replace_dir: the previous save is whole.
             os.replace(old, last)
             log.warning("%s was missing; restored the previous save from %s", last, old)
         dist.barrier()

@@ -1,11 +1,13 @@
 """Does contrastive training lift a randomly initialised encoder's STS-B dev? A settings sweep.
 
 Trains random-tiny (2 layers, hidden 128, the packaged tokenizer) under each setting below and
-prints the STS-B dev Spearman trajectory, one line per setting (3 minutes on an H100, about 40 on
-2 CPU cores). The README quotes one H100 run made before the Trainer clipped gradients, and CPU
-runs (`--match`) of the later rows and of three earlier ones with clipping. The
-SNLI rows use the triplets as they are; the smoke test drops rows that share a sentence with STS-B
-dev first.
+prints the STS-B dev Spearman trajectory, one line per setting (about 5 minutes on an H100, 80 on
+2 CPU cores). The README quotes one H100 run of the first rows made before the Trainer clipped
+gradients, and CPU runs (`--match`) of the later rows and of three earlier ones with clipping.
+Each row trains `--steps` steps unless it sets its own (the later rows: 300, or 500 where named).
+The last controls change the model: one layer, position vectors zeroed and frozen, or only the
+word embeddings trained. The SNLI rows use the triplets as they are; the smoke test drops rows
+that share a sentence with STS-B dev first.
 
     python benchmarks/sweep_random_tiny.py [--data ../shared/data] [--steps 500] [--only wiki|nli]
         [--match SUBSTRING]
@@ -23,6 +25,7 @@ from common import data_root
 
 AVG = {"pooler": "avg", "eval_pooler": "avg"}
 FOCAL = {"loss": "focal-infonce"}
+B256 = {"batch_size": 256, "lr": 3e-3, "temperature": 0.1}
 SETTINGS = {  # name -> (training file, TrainConfig overrides)
     "wiki simcse lr 3e-5": ("wiki", {"lr": 3e-5}),
     "wiki simcse lr 1e-4": ("wiki", {"lr": 1e-4}),
@@ -51,6 +54,45 @@ SETTINGS = {  # name -> (training file, TrainConfig overrides)
         "wiki",
         {**AVG, "lr": 3e-3, "temperature": 0.1, "dropout": 0.3, "loss": "focal-infonce"},
     ),
+    # Later rows, 300 steps unless named: more negatives, and controls for the fall.
+    "wiki avg tau .1 lr 3e-3 b256": ("wiki", {**AVG, **B256, "steps": 300}),
+    "wiki avg focal tau .1 lr 3e-3 b256": ("wiki", {**AVG, **B256, **FOCAL, "steps": 300}),
+    "wiki avg focal tau .1 lr 1e-3 b256": (
+        "wiki",
+        {**AVG, **B256, **FOCAL, "lr": 1e-3, "steps": 300},
+    ),
+    "wiki avg focal tau .2 lr 3e-3 b256": (
+        "wiki",
+        {**AVG, **B256, **FOCAL, "temperature": 0.2, "steps": 300},
+    ),
+    "wiki avg focal tau .1 lr 3e-4 500 steps": (
+        "wiki",
+        {**AVG, "lr": 3e-4, "temperature": 0.1, **FOCAL, "steps": 500},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 warmup 100": (
+        "wiki",
+        {**AVG, "lr": 3e-3, "temperature": 0.1, "warmup_steps": 100, **FOCAL, "steps": 300},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 dropout 0": (
+        "wiki",
+        {**AVG, "lr": 3e-3, "temperature": 0.1, "dropout": 0.0, **FOCAL, "steps": 300},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 1 layer": (
+        "wiki",
+        {**AVG, "lr": 3e-3, "temperature": 0.1, **FOCAL, "steps": 300, "_layers": 1},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 no positions": (
+        "wiki",
+        {**AVG, "lr": 3e-3, "temperature": 0.1, **FOCAL, "steps": 300, "_no_positions": True},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 word emb only": (
+        "wiki",
+        {**AVG, "lr": 3e-3, "temperature": 0.1, **FOCAL, "steps": 300, "_words_only": True},
+    ),
+    "wiki avg tau .1 lr 3e-3 word emb only": (
+        "wiki",
+        {**AVG, "lr": 3e-3, "temperature": 0.1, "steps": 300, "_words_only": True},
+    ),
     "nli avg lr 1e-3": ("nli", {**AVG, "lr": 1e-3}),
     "nli avg focal lr 1e-3": ("nli", {**AVG, "lr": 1e-3, "loss": "focal-infonce"}),
 }
@@ -66,8 +108,15 @@ def run(name: str, data: Path, steps: int, device: str) -> str:
     from embeval.core.trainer import TrainConfig, Trainer
 
     which, overrides = SETTINGS[name]
-    backbone, tok = random_tiny(42)
-    cfg = TrainConfig(steps=steps, eval_steps=max(1, steps // 5), **overrides)
+    overrides = {"steps": steps, **overrides}
+    backbone, tok = random_tiny(42, layers=overrides.pop("_layers", 2))
+    if overrides.pop("_no_positions", False):  # control: no length cue from position vectors
+        backbone.embeddings.position_embeddings.weight.data.zero_()
+        backbone.embeddings.position_embeddings.requires_grad_(False)
+    if overrides.pop("_words_only", False):  # control: the random layers stay as they are
+        for pname, param in backbone.named_parameters():
+            param.requires_grad_(pname == "embeddings.word_embeddings.weight")
+    cfg = TrainConfig(eval_steps=max(1, overrides["steps"] // 5), **overrides)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         evaluate = stsb_dev_evaluator(tok, data, device, 256)
@@ -75,6 +124,38 @@ def run(name: str, data: Path, steps: int, device: str) -> str:
         rows = [json.loads(x) for x in Path(out, "train_log.jsonl").read_text().splitlines()]
     dev = " ".join(f"{r['step']}:{r['stsb_dev']:.1f}" for r in rows if "stsb_dev" in r)
     return f"{name:32s} {dev}   ({time.perf_counter() - t0:.0f} s)"
+
+
+def idf_bag_of_words(data: Path, dim: int = 128) -> str:
+    """What a random encoder could gain by learning token frequencies alone: STS-B dev Spearman
+    of averaged random token vectors (what untrained random-tiny scores), and of the same vectors
+    weighted by their IDF over the wiki1m training sentences."""
+    import numpy as np
+    from scipy.stats import spearmanr
+    from transformers import AutoTokenizer
+
+    from embeval.core.model import default_checkpoint_path
+    from embeval.eval.datasets import load_sts
+
+    tok = AutoTokenizer.from_pretrained(str(default_checkpoint_path()))
+
+    def ids(texts: list[str]) -> list[list[int]]:
+        return tok(texts, add_special_tokens=False)["input_ids"]
+
+    wiki = (data / FILES["wiki"]).read_text(encoding="utf-8").split("\n")
+    df = np.zeros(tok.vocab_size)
+    for sent in ids(wiki):
+        df[list(set(sent))] += 1
+    idf = np.log((len(wiki) + 1) / (df + 1))
+    vectors = np.random.default_rng(0).standard_normal((tok.vocab_size, dim))
+    dev = load_sts("STSBenchmark", "dev", data)
+    out = []
+    for name, weight in (("uniform", np.ones_like(idf)), ("idf", idf)):
+        a, b = ([(weight[s, None] * vectors[s]).mean(0) for s in ids(x)] for x in (dev.s1, dev.s2))
+        a, b = np.array(a), np.array(b)
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        out.append(f"{name} {100 * spearmanr(cos, dev.gold)[0]:.1f}")
+    return f"averaged random token vectors, no training: {', '.join(out)}"
 
 
 def main() -> None:
@@ -87,7 +168,9 @@ def main() -> None:
     ap.add_argument("--match", default="", help="run only settings whose name contains this")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    print(f"random-tiny, STS-B dev Spearman by step; {args.steps} steps, device {args.device}")
+    print(idf_bag_of_words(Path(args.data)), flush=True)
+    steps = f"{args.steps} steps unless the row sets its own"
+    print(f"random-tiny, STS-B dev Spearman by step; {steps}, device {args.device}")
     for name, (which, _) in SETTINGS.items():
         if args.only in (None, which) and args.match in name:
             print(run(name, Path(args.data), args.steps, args.device), flush=True)

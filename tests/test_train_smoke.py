@@ -6,18 +6,27 @@
 2. random-tiny trained with the same two losses on SNLI (premise, entailment, contradiction)
    triplets: STS-B dev Spearman rises far above the untrained value.
 3. The packaged, pretrained all-MiniLM-L6-v2 trained on wiki1m: STS-B dev rises significantly.
-4. random-tiny with infonce on wiki1m in the one setting found that lifts it (avg pooling, tau
-   0.1, lr 3e-3, 500 steps): STS-B dev rises a little, 54.93 -> 58.57 (p = 0.011).
+4. random-tiny with infonce on wiki1m in the setting found that lifts it most (avg pooling, tau
+   0.1, lr 3e-3, batch 256, 300 steps): STS-B dev rises, 54.93 -> 60.87 (paired bootstrap
+   p <= 0.001, none of 1,000 resamples).
 
-What is NOT asserted: that unsupervised wiki1m training raises a *random* encoder's STS-B dev
-clearly, or at all with focal-infonce. Untrained random-tiny already scores 52.7
+What is NOT asserted: that focal-infonce on wiki1m raises a *random* encoder's STS-B dev. It
+ends below where it started in all fourteen settings tried (29.2 to 55.7 against 54.9; see
+`benchmarks/sweep_random_tiny.py`). Untrained random-tiny already scores 52.7
 (cls_before_pooler) / 54.9 (avg) because averaged random token vectors measure word overlap, and
-positives that are the same sentence under dropout teach little beyond word identity.
+positives that are the same sentence under dropout carry no meaning beyond word identity. What a
+random encoder can learn from them is mostly which tokens are frequent (weighting averaged random
+token vectors by wiki1m IDF gives 73.9 on STS-B dev), and that takes many negatives: infonce at
+batch 64 reaches only 58.57. Focal-InfoNCE up-weights the hardest negatives, which for a random
+encoder are the sentences sharing the most words with the anchor; pushing those apart working
+against word overlap is a likely reason it falls, not one isolated here. Controls with
+focal-infonce (batch 64, tau 0.1, lr 3e-3, 300 steps): with position embeddings zeroed and
+frozen it goes 57.4 -> 54.5; training the word embeddings alone, 54.9 -> 47.8 (infonce too), so
+neither a length cue nor the random layers explain the fall.
 `benchmarks/sweep_random_tiny.py`, 500 steps each: SimCSE's settings (MLP over [CLS], tau 0.05)
 end at 48.6 / 6.8 / 10.7 for lr 3e-5 / 1e-4 / 5e-4 on an H100 before gradient clipping, 43.5 for
-lr 3e-5 with clipping on CPU (the encoder learns to tell sentences apart by non-semantic cues);
-focal-infonce ends below its start in all seven settings tried (29.2 to 52.6). NLI pairs carry the
-missing signal (different words, same meaning): 72.3 / 73.9 there.
+lr 3e-5 with clipping on CPU (the encoder learns to tell sentences apart by non-semantic cues).
+NLI pairs carry the missing signal (different words, same meaning): 72.3 / 73.9 there.
 Figures are logged in train_log.jsonl and printed (`pytest -s`).
 """
 
@@ -110,30 +119,31 @@ def test_train_random_tiny_and_reload_everywhere(loss, shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_wiki_infonce_lifts_random_tiny_a_little(shared_data, tmp_path):
-    """The one unsupervised wiki1m setting found that lifts random-tiny: infonce with avg pooling,
-    tau 0.1, lr 3e-3, 500 steps of batch 64, gradient norm clipped at 1 (the default). Measured
-    on 2 CPU cores: 54.93 -> 58.57, paired bootstrap p = 0.011 (1,000 resamples). focal-infonce
-    falls in the same setting (52.3) and in four more (tau 0.2 / 0.05, m 0.1, lr 1e-3: 46.0 to
-    52.6), so it has no such assertion; see the module docstring."""
+def test_wiki_infonce_lifts_random_tiny(shared_data, tmp_path):
+    """The unsupervised wiki1m setting found that lifts random-tiny most: infonce with avg
+    pooling, tau 0.1, lr 3e-3, batch 256, 300 steps, gradient norm clipped at 1 (the default).
+    More in-batch negatives is what helps: batch 64 for 500 steps gave 54.93 -> 58.57 (p = 0.011).
+    focal-infonce falls in all fourteen settings tried, these two included (52.3 at batch 64,
+    55.7 at batch 256), so it has no such assertion; see the module docstring."""
     from embeval.eval.stats import paired_bootstrap
 
     wiki = shared_data / "train" / "wiki1m_for_simcse.first11914.txt"
     common = ["train", "--model", "random-tiny", "--data", str(wiki), "--loss", "infonce"]
     common += ["--lr", "3e-3", "--temp", "0.1", "--pooler", "avg", "--eval-pooler", "avg"]
     common += ["--eval-data", str(shared_data), "--no-progress", "--device", "cpu"]
-    for out, steps in ((tmp_path / "untrained", "0"), (tmp_path / "trained", "500")):
+    common += ["--batch-size", "256", "--eval-steps", "100"]
+    for out, steps in ((tmp_path / "untrained", "0"), (tmp_path / "trained", "300")):
         res = CliRunner().invoke(main, [*common, "--out", str(out), "--steps", steps])
         assert res.exit_code == 0, res.output
     evals = [r["stsb_dev"] for r in read_log(tmp_path / "trained") if "stsb_dev" in r]
-    before, after = evals[0], evals[-1]  # steps 0 and 500 (also 125, 250, 375)
+    before, after = evals[0], evals[-1]  # steps 0 and 300 (also 100, 200)
     sim0, gold, rho0 = _dev_pairs(str(tmp_path / "untrained" / "best"), shared_data)
-    sim1, _, rho1 = _dev_pairs(str(tmp_path / "trained" / "last"), shared_data)  # step 500
+    sim1, _, rho1 = _dev_pairs(str(tmp_path / "trained" / "last"), shared_data)  # step 300
     p = paired_bootstrap(sim1, sim0, gold)
     print(f"\nrandom-tiny wiki infonce: STS-B dev {before:.2f} -> {after:.2f} (p={p:.4f})")
     assert rho0 == pytest.approx(before, abs=1e-3) and rho1 == pytest.approx(after, abs=1e-3)
-    assert after > before + 2.0
-    assert p < 0.05
+    assert after > before + 4.0
+    assert p < 0.01
 
 
 def _nli_without_stsb_dev(root, out):

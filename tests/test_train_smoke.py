@@ -14,10 +14,10 @@ What is NOT asserted: that focal-infonce on wiki1m raises a *random* encoder's S
 ends below where it started in all fourteen settings tried (29.2 to 55.7 against 54.9; see
 `benchmarks/sweep_random_tiny.py`). Untrained random-tiny already scores 52.7
 (cls_before_pooler) / 54.9 (avg) because averaged random token vectors measure word overlap, and
-positives that are the same sentence under dropout carry no meaning beyond word identity. What a
-random encoder can learn from them is mostly which tokens are frequent (weighting averaged random
-token vectors by wiki1m IDF gives 73.9 on STS-B dev), and that takes many negatives: infonce at
-batch 64 reaches only 58.57. Focal-InfoNCE up-weights the hardest negatives, which for a random
+positives that are the same sentence under dropout carry nothing beyond word identity and
+frequency (weighting the averaged random token vectors by wiki1m IDF would give 73.9 on STS-B
+dev, what frequency alone could be worth). More negatives help: infonce at batch 64 reaches only
+58.57. Focal-InfoNCE up-weights the hardest negatives, which for a random
 encoder are the sentences sharing the most words with the anchor; pushing those apart working
 against word overlap is a likely reason it falls, not one isolated here. Controls with
 focal-infonce (batch 64, tau 0.1, lr 3e-3, 300 steps): with position embeddings zeroed and

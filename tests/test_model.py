@@ -169,6 +169,18 @@ def test_save_roundtrip_and_fingerprint(tmp_path):
     assert not list(tmp_path.glob(".ckpt*")), "no temporary folders left behind"
 
 
+def test_loading_prints_no_transformers_progress_bar(capfd):
+    """transformers draws a weight-loading bar even into a pipe or a CI log; loading is quick,
+    so embeval keeps it off, and leaves transformers' own setting as it found it."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model()
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s" not in err, err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_fingerprint_covers_every_shard_of_a_sharded_checkpoint(tmp_path):
     """A model saved in shards (model-0000k-of-0000n.safetensors + index) is keyed by all its
     shards: changing one byte of the last shard changes the cache key."""

@@ -8,6 +8,7 @@ those files rather than importing sentence-transformers, and we write them when 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -88,6 +89,21 @@ class SentenceModel(nn.Module):
         )
 
 
+@contextlib.contextmanager
+def hf_progress_bars_off():
+    """Silence transformers' own progress bars (weight loading, saving) for a block: embeval
+    shows its bars on long work only, and only on a terminal."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(
     source: str | os.PathLike | None = None,
     pooler: str | None = None,
@@ -103,10 +119,13 @@ def load_model(
     hf_logging.set_verbosity_error()  # unused-pooler-weights reports are expected, not news
     try:
         tokenizer = AutoTokenizer.from_pretrained(info.path)
-        try:
-            backbone = AutoModel.from_pretrained(info.path, add_pooling_layer=info.pooler == "cls")
-        except TypeError:  # architectures without a pooling layer argument
-            backbone = AutoModel.from_pretrained(info.path)
+        with hf_progress_bars_off():  # a bar per tensor group, printed even when piped
+            try:
+                backbone = AutoModel.from_pretrained(
+                    info.path, add_pooling_layer=info.pooler == "cls"
+                )
+            except TypeError:  # architectures without a pooling layer argument
+                backbone = AutoModel.from_pretrained(info.path)
     except Exception as exc:
         raise CheckpointError(
             f"could not load checkpoint {info.path}: {type(exc).__name__}: {exc}"

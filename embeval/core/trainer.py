@@ -35,7 +35,13 @@ import torch.nn.functional as F
 from embeval.core import distributed as dist
 from embeval.core.fileio import aside, atomic_write_text, replace_dir
 from embeval.core.losses import get_loss, loss_hparams
-from embeval.core.model import POOLERS, SentenceModel, save_checkpoint, set_dropout
+from embeval.core.model import (
+    POOLERS,
+    SentenceModel,
+    hf_progress_bars_off,
+    save_checkpoint,
+    set_dropout,
+)
 from embeval.core.train_data import TrainData, epoch_order, read_training_file
 
 log = logging.getLogger(__name__)
@@ -546,17 +552,10 @@ class Trainer:
 
 def _save(backbone, tokenizer, path: Path, cfg: TrainConfig) -> Path:
     """save_checkpoint with the evaluation pooler, without transformers' per-save progress bar."""
-    from transformers.utils import logging as hf_logging
-
-    was_disabled = hf_logging.is_progress_bar_enabled() is False
-    hf_logging.disable_progress_bar()
-    try:
+    with hf_progress_bars_off():
         # max_length is a training setting; inference keeps SimCSE's untruncated evaluation
         limit = min(getattr(backbone.config, "max_position_embeddings", 512), 512)
         return save_checkpoint(backbone, tokenizer, path, cfg.eval_pooler, limit)
-    finally:
-        if not was_disabled:
-            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager

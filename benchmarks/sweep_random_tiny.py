@@ -127,7 +127,8 @@ def dev_sims(checkpoint: Path, data: Path, device: str):
 
 
 def run(name: str, data: Path, steps: int, device: str) -> str:
-    """One setting: the dev trajectory, and the paired bootstrap p of last vs untrained."""
+    """One setting: the dev trajectory, and the paired bootstrap p (two-sided) that the last
+    checkpoint and the untrained model differ on STS-B dev."""
     from embeval.cli import stsb_dev_evaluator
     from embeval.core.model import random_tiny
     from embeval.core.trainer import TrainConfig, Trainer

@@ -16,18 +16,16 @@ triplets as they are; the smoke test drops rows that share a sentence with STS-B
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from common import data_root
 
 AVG = {"pooler": "avg", "eval_pooler": "avg"}
 FOCAL = {"loss": "focal-infonce"}
-B256 = {"batch_size": 256, "lr": 3e-3, "temperature": 0.1}  # the later rows' base
+LATER = {**AVG, "lr": 3e-3, "temperature": 0.1, "steps": 300}  # the later rows' base
 SETTINGS = {  # name -> (training file, TrainConfig overrides)
     "wiki simcse lr 3e-5": ("wiki", {"lr": 3e-5}),
     "wiki simcse lr 1e-4": ("wiki", {"lr": 1e-4}),
@@ -57,56 +55,38 @@ SETTINGS = {  # name -> (training file, TrainConfig overrides)
         {**AVG, "lr": 3e-3, "temperature": 0.1, "dropout": 0.3, "loss": "focal-infonce"},
     ),
     # Later rows, 300 steps unless named: more negatives, and controls for the fall.
-    "wiki avg tau .1 lr 3e-3 b256": ("wiki", {**AVG, **B256, "steps": 300}),
-    "wiki avg focal tau .1 lr 3e-3 b256": ("wiki", {**AVG, **B256, **FOCAL, "steps": 300}),
+    "wiki avg tau .1 lr 3e-3 b256": ("wiki", {**LATER, "batch_size": 256}),
+    "wiki avg focal tau .1 lr 3e-3 b256": ("wiki", {**LATER, **FOCAL, "batch_size": 256}),
     "wiki avg focal tau .1 lr 1e-3 b256": (
         "wiki",
-        {**AVG, **B256, **FOCAL, "lr": 1e-3, "steps": 300},
+        {**LATER, **FOCAL, "batch_size": 256, "lr": 1e-3},
     ),
     "wiki avg focal tau .2 lr 3e-3 b256": (
         "wiki",
-        {**AVG, **B256, **FOCAL, "temperature": 0.2, "steps": 300},
+        {**LATER, **FOCAL, "batch_size": 256, "temperature": 0.2},
     ),
-    "wiki avg focal tau .1 lr 3e-3 b512": (
-        "wiki",
-        {**AVG, **B256, **FOCAL, "batch_size": 512, "steps": 300},
-    ),
+    "wiki avg focal tau .1 lr 3e-3 b512": ("wiki", {**LATER, **FOCAL, "batch_size": 512}),
     "wiki avg focal tau .05 lr 3e-3 b512": (
         "wiki",
-        {**AVG, **B256, **FOCAL, "batch_size": 512, "temperature": 0.05, "steps": 300},
+        {**LATER, **FOCAL, "batch_size": 512, "temperature": 0.05},
     ),
-    "wiki avg focal tau .1 lr 3e-3 b1024": (
-        "wiki",
-        {**AVG, **B256, **FOCAL, "batch_size": 1024, "steps": 300},
-    ),
+    "wiki avg focal tau .1 lr 3e-3 b1024": ("wiki", {**LATER, **FOCAL, "batch_size": 1024}),
     "wiki avg focal tau .1 lr 3e-4 500 steps": (
         "wiki",
-        {**AVG, "lr": 3e-4, "temperature": 0.1, **FOCAL, "steps": 500},
+        {**LATER, **FOCAL, "lr": 3e-4, "steps": 500},
     ),
-    "wiki avg focal tau .1 lr 3e-3 warmup 100": (
-        "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, "warmup_steps": 100, **FOCAL, "steps": 300},
-    ),
-    "wiki avg focal tau .1 lr 3e-3 dropout 0": (
-        "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, "dropout": 0.0, **FOCAL, "steps": 300},
-    ),
-    "wiki avg focal tau .1 lr 3e-3 1 layer": (
-        "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, **FOCAL, "steps": 300, "_layers": 1},
-    ),
+    "wiki avg focal tau .1 lr 3e-3 warmup 100": ("wiki", {**LATER, **FOCAL, "warmup_steps": 100}),
+    "wiki avg focal tau .1 lr 3e-3 dropout 0": ("wiki", {**LATER, **FOCAL, "dropout": 0.0}),
+    "wiki avg focal tau .1 lr 3e-3 1 layer": ("wiki", {**LATER, **FOCAL, "_layers": 1}),
     "wiki avg focal tau .1 lr 3e-3 no positions": (
         "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, **FOCAL, "steps": 300, "_no_positions": True},
+        {**LATER, **FOCAL, "_no_positions": True},
     ),
     "wiki avg focal tau .1 lr 3e-3 word emb only": (
         "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, **FOCAL, "steps": 300, "_words_only": True},
+        {**LATER, **FOCAL, "_words_only": True},
     ),
-    "wiki avg tau .1 lr 3e-3 word emb only": (
-        "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, "steps": 300, "_words_only": True},
-    ),
+    "wiki avg tau .1 lr 3e-3 word emb only": ("wiki", {**LATER, "_words_only": True}),
     "nli avg lr 1e-3": ("nli", {**AVG, "lr": 1e-3}),
     "nli avg focal lr 1e-3": ("nli", {**AVG, "lr": 1e-3, "loss": "focal-infonce"}),
 }
@@ -116,12 +96,10 @@ FILES = {
 }
 
 
-def dev_sims(checkpoint: Path, data: Path, device: str):
-    """(cosine per STS-B dev pair, gold) of a saved checkpoint, as `embeval score` computes them."""
-    from embeval.eval.encode import TransformerEncoder
+def dev_sims(enc, data: Path):
+    """(cosine per STS-B dev pair, gold) from an encoder, as `embeval score` computes them."""
     from embeval.eval.score import score
 
-    enc = TransformerEncoder.from_checkpoint(str(checkpoint), progress=False, device=device)
     pairs = score(enc, ["STSBenchmark"], split="dev", root=data, diagnostics=False).pairs
     return pairs["STSBenchmark"]["sim"], pairs["STSBenchmark"]["gold"]
 
@@ -130,8 +108,9 @@ def run(name: str, data: Path, steps: int, device: str) -> str:
     """One setting: the dev trajectory, and the paired bootstrap p (two-sided) that the last
     checkpoint and the untrained model differ on STS-B dev."""
     from embeval.cli import stsb_dev_evaluator
-    from embeval.core.model import random_tiny
+    from embeval.core.model import SentenceModel, random_tiny
     from embeval.core.trainer import TrainConfig, Trainer
+    from embeval.eval.encode import TransformerEncoder
     from embeval.eval.stats import paired_bootstrap
 
     which, overrides = SETTINGS[name]
@@ -145,17 +124,17 @@ def run(name: str, data: Path, steps: int, device: str) -> str:
             param.requires_grad_(pname == "embeddings.word_embeddings.weight")
     cfg = TrainConfig(eval_steps=max(1, overrides["steps"] // 5), **overrides)
     t0 = time.perf_counter()
+    # Scored before training, in eval mode (no dropout, no RNG draws): the run is unchanged.
+    untrained = SentenceModel(backbone, cfg.eval_pooler).eval()
+    sim0, gold = dev_sims(TransformerEncoder(untrained, tok, device=device, progress=False), data)
     with tempfile.TemporaryDirectory() as out:
         evaluate = stsb_dev_evaluator(tok, data, device, 256)
-        untrained, trained = Path(out, "untrained"), Path(out, "trained")
-        args = (tok, data / FILES[which])
-        # Each Trainer seeds itself, so saving a copy first leaves the training run unchanged.
-        at0 = replace(cfg, steps=0)
-        Trainer(copy.deepcopy(backbone), *args, at0, untrained, evaluate, device, False).train()
-        Trainer(backbone, *args, cfg, trained, evaluate, device, False).train()
-        rows = [json.loads(x) for x in (trained / "train_log.jsonl").read_text().splitlines()]
-        sim0, gold = dev_sims(untrained / "best", data, device)
-        sim1, _ = dev_sims(trained / "last", data, device)
+        Trainer(backbone, tok, data / FILES[which], cfg, out, evaluate, device, False).train()
+        rows = [json.loads(x) for x in Path(out, "train_log.jsonl").read_text().splitlines()]
+        last = TransformerEncoder.from_checkpoint(
+            str(Path(out, "last")), progress=False, device=device
+        )
+        sim1, _ = dev_sims(last, data)
     dev = " ".join(f"{r['step']}:{r['stsb_dev']:.1f}" for r in rows if "stsb_dev" in r)
     p = paired_bootstrap(sim1, sim0, gold)
     return f"{name:32s} {dev}  p={p:.3f}  ({time.perf_counter() - t0:.0f} s)"

@@ -523,6 +523,12 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     "cls (SimCSE: the MLP is used only in training).",
 )
 @click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
+@click.option(
+    "--normalize/--no-normalize",
+    default=None,
+    help="End the saved checkpoints' sentence-transformers modules with Normalize (unit-length "
+    "embeddings). Default: as the --model checkpoint does (all-MiniLM-L6-v2 does).",
+)
 @click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last with the same settings.")
 @click.option(
@@ -565,9 +571,13 @@ def train(
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
     try:
-        declared = None
-        if model_name != "random-tiny" and fields["pooler"] is None:
-            declared = read_pooling_config(resolve_checkpoint(model_name))[0]
+        declared, normalizes = None, False
+        if model_name != "random-tiny":
+            need = fields["pooler"] is None
+            declared, _, normalizes = read_pooling_config(resolve_checkpoint(model_name), need)
+            declared = declared if need else None
+        if fields["normalize"] is None:
+            fields["normalize"] = normalizes
         if declared not in (None, "cls_before_pooler") and fields["eval_pooler"] is None:
             click.echo(f"{model_name} pools with {declared}: training with it", err=True)
         fields["pooler"], fields["eval_pooler"] = simcse_poolers(

@@ -83,3 +83,26 @@ def test_cuda_bf16_close_to_fp32(tiny):
     )
     cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.min() > 0.99
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_normalize_module_gives_sentence_transformers_embeddings(tmp_path, normalize):
+    """A checkpoint whose modules end with Normalize encodes to unit vectors, as
+    sentence-transformers encodes it; one without keeps the raw pooled vectors. The flag is part
+    of the cache key, so one cache never serves the other's vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    from embeval.core.model import save_checkpoint
+
+    backbone, tok = random_tiny(seed=3)
+    path = save_checkpoint(backbone, tok, tmp_path / "ckpt", "avg", 64, normalize=normalize)
+    ours = TransformerEncoder.from_checkpoint(str(path), progress=False, device="cpu")
+    got = ours.encode(SENTS)
+    st = SentenceTransformer(str(path), device="cpu").encode(SENTS, convert_to_numpy=True)
+    np.testing.assert_allclose(got, st, atol=1e-5)
+    norms = np.linalg.norm(got, axis=1)
+    assert np.allclose(norms, 1, atol=1e-5) == normalize
+    assert ours.describe()["normalize"] is normalize
+    flipped = save_checkpoint(backbone, tok, tmp_path / "flip", "avg", 64, not normalize)
+    other = TransformerEncoder.from_checkpoint(str(flipped), progress=False)
+    assert other.fingerprint != ours.fingerprint

@@ -218,6 +218,19 @@ def test_resume_refuses_changed_settings_and_missing_state(tmp_path):
         make_trainer(tmp_path, steps=2).train(resume=True)
 
 
+def test_resume_reads_a_state_saved_before_the_normalize_field(tmp_path):
+    """A state written before TrainConfig.normalize existed resumes as normalize=False (what
+    those runs saved) and is refused under normalize=True, naming the field."""
+    make_trainer(tmp_path, steps=2).train()
+    state_file = tmp_path / "out" / "last" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    del state["config"]["normalize"]
+    torch.save(state, state_file)
+    with pytest.raises(TrainingError, match="normalize: False -> True"):
+        make_trainer(tmp_path, steps=2, normalize=True).train(resume=True)
+    assert make_trainer(tmp_path, steps=2).train(resume=True).step == 2  # accepted, done
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
 
@@ -373,11 +386,23 @@ def test_cli_train_defaults_to_the_pooling_the_checkpoint_declares(tmp_path):
     (orig, tok, _), (saved, _, info) = load_model(minilm), load_model(tmp_path / "a" / "best")
     assert info.pooler == "avg"
     assert torch.allclose(embed(orig, tok, texts), embed(saved, tok, texts), atol=1e-5)
+    # all-MiniLM-L6-v2 ends with Normalize; its fine-tuned checkpoint keeps it unless told not to
+    assert info.normalize and saved_modules(tmp_path / "a" / "best")[-1] == "Normalize"
     assert run(minilm, tmp_path / "b", "--pooler", "cls")[:2] == ("cls", "cls_before_pooler")
     assert run(tmp_path / "a" / "best", tmp_path / "c", "--eval-pooler", "cls_before_pooler")[
         :2
     ] == ("avg", "cls_before_pooler")
     assert run(tmp_path / "c" / "best", tmp_path / "d")[:2] == ("cls", "cls_before_pooler")
+    run(minilm, tmp_path / "e", "--no-normalize")
+    assert saved_modules(tmp_path / "e" / "best") == ["Transformer", "Pooling"]
+    run(tmp_path / "e" / "best", tmp_path / "f", "--normalize")
+    assert saved_modules(tmp_path / "f" / "best")[-1] == "Normalize"
+
+
+def saved_modules(path):
+    """The class names of a checkpoint's sentence-transformers modules, in order."""
+    modules = json.loads((path / "modules.json").read_text())
+    return [m["type"].rsplit(".", 1)[-1] for m in modules]
 
 
 def test_core_does_not_import_the_evaluation_layer():

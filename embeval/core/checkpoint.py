@@ -181,7 +181,7 @@ def _read_json(path: Path):
         raise CheckpointError(f"{path}: not readable JSON ({exc})") from exc
 
 
-def fingerprint(path: Path, pooler: str, max_length: int) -> str:
+def fingerprint(path: Path, pooler: str, max_length: int, normalize: bool = False) -> str:
     """sha256 over weight and tokenizer bytes plus the pooling settings: the cache key."""
     h = hashlib.sha256()
     names = set(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",))
@@ -195,6 +195,8 @@ def fingerprint(path: Path, pooler: str, max_length: int) -> str:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     h.update(chunk)
     h.update(f"pooler={pooler};max_length={max_length}".encode())
+    if normalize:  # only then, so the keys of checkpoints without Normalize stay as they were
+        h.update(b";normalize")
     return h.hexdigest()
 
 
@@ -223,7 +225,7 @@ def checkpoint_info(
         pooler=pooler,
         max_length=max_length,
         normalize=normalize,
-        fingerprint=fingerprint(path, pooler, max_length),
+        fingerprint=fingerprint(path, pooler, max_length, normalize),
     )
 
 

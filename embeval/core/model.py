@@ -188,23 +188,35 @@ def set_dropout(backbone: nn.Module, p: float) -> None:
 
 
 def save_checkpoint(
-    backbone: nn.Module, tokenizer, out_dir: str | os.PathLike, pooler: str, max_length: int
+    backbone: nn.Module,
+    tokenizer,
+    out_dir: str | os.PathLike,
+    pooler: str,
+    max_length: int,
+    normalize: bool = False,
 ) -> Path:
-    """Write a HF folder plus sentence-transformers module files, atomically (tmp + rename)."""
+    """Write a HF folder plus sentence-transformers module files, atomically (tmp + rename).
+
+    normalize=True ends the sentence-transformers modules with Normalize (unit-length output),
+    as in the checkpoint trained from when it had one (all-MiniLM-L6-v2 does)."""
     out = Path(out_dir)
     tmp = temp_dir_beside(out)
     try:
         backbone.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         write_json(tmp / EMBEVAL_CONFIG, {"pooler": pooler, "max_length": max_length})
-        _write_sentence_transformers_files(tmp, backbone.config.hidden_size, pooler, max_length)
+        _write_sentence_transformers_files(
+            tmp, backbone.config.hidden_size, pooler, max_length, normalize
+        )
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _write_sentence_transformers_files(path: Path, dim: int, pooler: str, max_length: int) -> None:
+def _write_sentence_transformers_files(
+    path: Path, dim: int, pooler: str, max_length: int, normalize: bool
+) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}
     ]
@@ -228,6 +240,10 @@ def _write_sentence_transformers_files(path: Path, dim: int, pooler: str, max_le
     )
     (path / "1_Pooling").mkdir()
     write_json(path / "1_Pooling" / "config.json", {"word_embedding_dimension": dim, **flags})
+    if normalize:
+        normalize_module = {"path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        modules.append({"idx": 2, "name": "2", **normalize_module})
+        (path / "2_Normalize").mkdir()  # sentence-transformers expects the (empty) folder
     write_json(path / "modules.json", modules)
     write_json(
         path / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False}

@@ -79,6 +79,7 @@ class TrainConfig:
     pooler: str = "cls"  # training pooler: the MLP over [CLS], as SimCSE trains
     eval_pooler: str = "cls_before_pooler"  # evaluation and saved pooler (MLP only in training)
     reinit_pooler: bool = True  # SimCSE's MLP starts fresh (normal(0, initializer_range), bias 0)
+    normalize: bool = False  # checkpoints end with sentence-transformers' Normalize module
     amp: bool = True  # float16 autocast + GradScaler on CUDA; ignored on CPU
     metric: str = "stsb_dev"  # key of the evaluate() result used to keep the best checkpoint
     extra: dict = field(default_factory=dict)  # free-form notes stored with the config
@@ -101,6 +102,10 @@ class TrainConfig:
             )
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+# Fields added after resumable states existed, with the behaviour their absence stands for.
+FIELDS_ADDED = {"normalize": False}
 
 
 def simcse_poolers(
@@ -472,9 +477,10 @@ class Trainer:
             raise TrainingError(f"nothing to resume: {last / STATE_FILE} does not exist")
         state = torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
         now = dataclasses.asdict(self.config)
-        diff = [k for k in now if state["config"].get(k) != now[k]]
+        saved = {k: state["config"].get(k, FIELDS_ADDED.get(k)) for k in now}
+        diff = [k for k in now if saved[k] != now[k]]
         saved_data, data = state.get("data", {}), self._data_info()  # older states lack it
-        pairs = [f"{k}: {state['config'].get(k)!r} -> {now[k]!r}" for k in diff]
+        pairs = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in diff]
         pairs += [  # another file of the same size is the user's call: only its size counts
             f"{k}: {saved_data[k]!r} -> {data[k]!r}"
             for k in ("n_examples", "columns", "world_size", "total_steps")
@@ -555,7 +561,7 @@ def _save(backbone, tokenizer, path: Path, cfg: TrainConfig) -> Path:
     with hf_progress_bars_off():
         # max_length is a training setting; inference keeps SimCSE's untruncated evaluation
         limit = min(getattr(backbone.config, "max_position_embeddings", 512), 512)
-        return save_checkpoint(backbone, tokenizer, path, cfg.eval_pooler, limit)
+        return save_checkpoint(backbone, tokenizer, path, cfg.eval_pooler, limit, cfg.normalize)
 
 
 @contextlib.contextmanager

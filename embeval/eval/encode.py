@@ -3,7 +3,8 @@
 `Encoder` is a small protocol so that the cache, test fakes and the training-time evaluator all
 wrap or replace the real thing. `TransformerEncoder` encodes each distinct sentence once, in
 batches sorted by token length with padding to the longest in the batch (as SimCSE evaluates),
-under inference mode, and restores the caller's order.
+under inference mode, and restores the caller's order. A checkpoint whose sentence-transformers
+modules end with Normalize gets unit-length embeddings, as sentence-transformers gives them.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class TransformerEncoder:
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.batch_size, self.dtype, self.progress = batch_size, dtype, progress
         self.max_length = max_length or (info.max_length if info else 512)
+        self.normalize = bool(info and info.normalize)
         self.fingerprint = (info.fingerprint if info else "in-memory") + f";dtype={dtype}"
 
     @classmethod
@@ -113,6 +115,7 @@ class TransformerEncoder:
             "checkpoint_path": info.path if info else None,
             "fingerprint": info.fingerprint if info else None,
             "pooler": info.pooler if info else self.model.pooler,
+            "normalize": self.normalize,
             "max_length": self.max_length,
             # A run served wholly from the cache never picked a device.
             "device": str(self._device or self._device_arg or "none (all cached)"),
@@ -161,7 +164,10 @@ class TransformerEncoder:
                         {k: [ids[k][r] for r in rows] for k in ids.keys()}, return_tensors="pt"
                     )
                     batch = {k: v.to(self.device) for k, v in batch.items()}
-                    vecs = model(**batch).float().cpu().numpy()  # (b, D)
+                    vecs = model(**batch).float()  # (b, D)
+                    if self.normalize:  # as sentence-transformers' Normalize module
+                        vecs = torch.nn.functional.normalize(vecs, dim=-1)
+                    vecs = vecs.cpu().numpy()
                     if emb is None:
                         emb = np.empty((len(sentences), vecs.shape[1]), np.float32)
                     emb[rows] = vecs

@@ -2,11 +2,12 @@
 
 Trains random-tiny (2 layers, hidden 128, the packaged tokenizer) under each setting below and
 prints the STS-B dev Spearman trajectory, one line per setting (the first rows took 3 minutes on
-an H100; all of them take about 2 hours on 2 CPU cores). The README quotes one H100 run of the
+an H100; all of them take several hours on 2 CPU cores). The README quotes one H100 run of the
 first rows made before the Trainer clipped gradients, and CPU runs (`--match`) of the later rows
 and of three earlier ones with clipping. Each row trains `--steps` steps unless it sets its own
 (the later rows: 300, or 500 where named). The last controls change the model: one layer,
-position vectors zeroed and frozen, or only the word embeddings trained. The SNLI rows use the
+position vectors zeroed and frozen, or only the word embeddings trained; three ablations keep
+one of Focal-InfoNCE's two modulating factors and drop the other. The SNLI rows use the
 triplets as they are; the smoke test drops rows that share a sentence with STS-B dev first.
 Figures quoted with another seed than 42 (initial weights, data order, dropout) used `--seed`.
 
@@ -88,6 +89,21 @@ SETTINGS = {  # name -> (training file, TrainConfig overrides)
         {**LATER, **FOCAL, "_words_only": True},
     ),
     "wiki avg tau .1 lr 3e-3 word emb only": ("wiki", {**LATER, "_words_only": True}),
+    # Which of Focal-InfoNCE's two factors does it: each alone (losses defined below), and
+    # InfoNCE's own way of weighting hard negatives up, a lower temperature.
+    "wiki avg tau .05 lr 3e-3 b256": ("wiki", {**LATER, "batch_size": 256, "temperature": 0.05}),
+    "wiki avg focal positive factor only b256": (
+        "wiki",
+        {**LATER, "batch_size": 256, "loss": "focal-positive-only"},
+    ),
+    "wiki avg focal negative factor only b256": (
+        "wiki",
+        {**LATER, "batch_size": 256, "loss": "focal-negatives-only"},
+    ),
+    "wiki avg focal negative factor only m 0 b256": (
+        "wiki",
+        {**LATER, "batch_size": 256, "loss": "focal-negatives-only", "focal_m": 0.0},
+    ),
     "nli avg lr 1e-3": ("nli", {**AVG, "lr": 1e-3}),
     "nli avg focal lr 1e-3": ("nli", {**AVG, "lr": 1e-3, "loss": "focal-infonce"}),
 }
@@ -95,6 +111,20 @@ FILES = {
     "wiki": "train/wiki1m_for_simcse.first11914.txt",
     "nli": "train/snli_devtest_triplets_for_simcse.csv",
 }
+
+
+def focal_positive_only(sim, temperature: float = 0.05):  # (B, B+k) -> scalar
+    """Ablation: Focal-InfoNCE's positive logit s_p * s_p / tau, negatives as in InfoNCE."""
+    from embeval.core.losses import modulated_infonce
+
+    return modulated_infonce(sim, temperature, pos_weight=sim.diagonal())
+
+
+def focal_negatives_only(sim, temperature: float = 0.05, m: float = 0.3):  # (B, B+k) -> scalar
+    """Ablation: Focal-InfoNCE's negative logits s_n * (s_n + m) / tau, positive as InfoNCE."""
+    from embeval.core.losses import modulated_infonce
+
+    return modulated_infonce(sim, temperature, neg_weight=sim + m)
 
 
 def dev_sims(enc, data: Path):
@@ -186,6 +216,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42, help="initial weights, data order, dropout")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    from embeval.core.losses import LOSSES
+
+    LOSSES.update(  # the ablation rows' losses, for this process only
+        {"focal-positive-only": focal_positive_only, "focal-negatives-only": focal_negatives_only}
+    )
     print(idf_bag_of_words(Path(args.data)), flush=True)
     steps = f"{args.steps} steps unless the row sets its own"
     print(f"random-tiny, STS-B dev Spearman by step; {steps}, device {args.device}")

@@ -7,6 +7,7 @@ Quick start:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -571,25 +572,26 @@ def train(
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
     try:
-        declared, normalizes = None, False
-        if model_name != "random-tiny":
-            need = fields["pooler"] is None
-            declared, _, normalizes = read_pooling_config(resolve_checkpoint(model_name), need)
-            declared = declared if need else None
-        if fields["normalize"] is None:
-            fields["normalize"] = normalizes
+        declared = None
+        if model_name != "random-tiny" and fields["pooler"] is None:
+            declared = read_pooling_config(resolve_checkpoint(model_name))[0]
+        normalize = fields.pop("normalize")  # None: as the checkpoint, known once it is loaded
         if declared not in (None, "cls_before_pooler") and fields["eval_pooler"] is None:
             click.echo(f"{model_name} pools with {declared}: training with it", err=True)
         fields["pooler"], fields["eval_pooler"] = simcse_poolers(
             declared, fields["pooler"], fields["eval_pooler"]
         )
-        cfg = TrainConfig(**fields, reinit_pooler=not keep_pooler, amp=not no_amp)
+        cfg = TrainConfig(
+            **fields, normalize=bool(normalize), reinit_pooler=not keep_pooler, amp=not no_amp
+        )
         cfg.validate()
         if model_name == "random-tiny":
             backbone, tokenizer = random_tiny(cfg.seed)
         else:
-            model, tokenizer, _ = load_model(model_name, pooler=cfg.pooler)
+            model, tokenizer, info = load_model(model_name, pooler=cfg.pooler)
             backbone = model.backbone
+            if normalize is None:
+                cfg = dataclasses.replace(cfg, normalize=info.normalize)
         evaluate = None
         if not no_eval:
             evaluate = stsb_dev_evaluator(tokenizer, eval_data, device, eval_batch_size)

@@ -7,8 +7,10 @@ first rows made before the Trainer clipped gradients, and CPU runs (`--match`) o
 and of three earlier ones with clipping. Each row trains `--steps` steps unless it sets its own
 (the later rows: 300, or 500 where named). The last controls change the model: one layer,
 position vectors zeroed and frozen, or only the word embeddings trained; three ablations keep
-one of Focal-InfoNCE's two modulating factors and drop the other. The SNLI rows use the
-triplets as they are; the smoke test drops rows that share a sentence with STS-B dev first.
+one of Focal-InfoNCE's two modulating factors and drop the other; the controls added after
+them train SimCSE's MLP over [CLS], freeze the word vectors, or clean the training file. The
+SNLI rows use the triplets as they are; the smoke test drops rows sharing a sentence with STS-B
+dev first.
 Figures quoted with another seed than 42 (initial weights, data order, dropout) used `--seed`.
 
     python benchmarks/sweep_random_tiny.py [--data ../shared/data] [--steps 500] [--only wiki|nli]
@@ -27,6 +29,7 @@ from common import data_root
 
 AVG = {"pooler": "avg", "eval_pooler": "avg"}
 FOCAL = {"loss": "focal-infonce"}
+CLS_MLP = {"pooler": "cls", "eval_pooler": "cls_before_pooler"}  # SimCSE's pair, the default
 LATER = {**AVG, "lr": 3e-3, "temperature": 0.1, "steps": 300}  # the later rows' base
 SETTINGS = {  # name -> (training file, TrainConfig overrides)
     "wiki simcse lr 3e-5": ("wiki", {"lr": 3e-5}),
@@ -104,6 +107,26 @@ SETTINGS = {  # name -> (training file, TrainConfig overrides)
         "wiki",
         {**LATER, "batch_size": 256, "loss": "focal-negatives-only", "focal_m": 0.0},
     ),
+    # Controls added later (batch 256): SimCSE's MLP over [CLS] in training at the later rows'
+    # tau and lr; the random word vectors frozen (only the layers learn); the training file without
+    # its short lines (under 4 words) and exact duplicates, which are easy false negatives.
+    "wiki cls-mlp tau .1 lr 3e-3 b256": ("wiki", {**LATER, **CLS_MLP, "batch_size": 256}),
+    "wiki cls-mlp focal tau .1 lr 3e-3 b256": (
+        "wiki",
+        {**LATER, **CLS_MLP, **FOCAL, "batch_size": 256},
+    ),
+    "wiki avg tau .1 lr 3e-3 b256 frozen word emb": (
+        "wiki",
+        {**LATER, "batch_size": 256, "_freeze_words": True},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 b256 frozen word emb": (
+        "wiki",
+        {**LATER, **FOCAL, "batch_size": 256, "_freeze_words": True},
+    ),
+    "wiki avg focal tau .1 lr 3e-3 b256 no short lines or duplicates": (
+        "wiki-clean",
+        {**LATER, **FOCAL, "batch_size": 256},
+    ),
     "nli avg lr 1e-3": ("nli", {**AVG, "lr": 1e-3}),
     "nli avg focal lr 1e-3": ("nli", {**AVG, "lr": 1e-3, "loss": "focal-infonce"}),
 }
@@ -111,6 +134,16 @@ FILES = {
     "wiki": "train/wiki1m_for_simcse.first11914.txt",
     "nli": "train/snli_devtest_triplets_for_simcse.csv",
 }
+
+
+def clean_copy(src: Path, dst: Path) -> Path:
+    """`src` without lines of fewer than 4 words and without repeats of a line already kept
+    (wiki1m's first lines hold 1,101 lines of 1-3 words and 366 repeats, e.g. Olympic templates)."""
+    kept = dict.fromkeys(
+        x for x in src.read_text(encoding="utf-8").splitlines() if len(x.split()) >= 4
+    )
+    dst.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return dst
 
 
 def focal_positive_only(sim, temperature: float = 0.05):  # (B, B+k) -> scalar
@@ -154,14 +187,19 @@ def run(name: str, data: Path, steps: int, device: str, seed: int = 42) -> str:
     if overrides.pop("_words_only", False):  # control: the random layers stay as they are
         for pname, param in backbone.named_parameters():
             param.requires_grad_(pname == "embeddings.word_embeddings.weight")
+    if overrides.pop("_freeze_words", False):  # control: the random word vectors stay as they are
+        backbone.embeddings.word_embeddings.weight.requires_grad_(False)
     cfg = TrainConfig(eval_steps=max(1, overrides["steps"] // 5), **overrides)
     t0 = time.perf_counter()
     # Scored before training, in eval mode (no dropout, no RNG draws): the run is unchanged.
     untrained = SentenceModel(backbone, cfg.eval_pooler).eval()
     sim0, gold = dev_sims(TransformerEncoder(untrained, tok, device=device, progress=False), data)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as scratch:
         evaluate = stsb_dev_evaluator(tok, data, device, 256)
-        Trainer(backbone, tok, data / FILES[which], cfg, out, evaluate, device, False).train()
+        train_file = data / FILES["wiki" if which == "wiki-clean" else which]
+        if which == "wiki-clean":
+            train_file = clean_copy(train_file, Path(scratch, "wiki-clean.txt"))
+        Trainer(backbone, tok, train_file, cfg, out, evaluate, device, False).train()
         rows = [json.loads(x) for x in Path(out, "train_log.jsonl").read_text().splitlines()]
         last = TransformerEncoder.from_checkpoint(
             str(Path(out, "last")), progress=False, device=device
@@ -225,7 +263,7 @@ def main() -> None:
     steps = f"{args.steps} steps unless the row sets its own"
     print(f"random-tiny, STS-B dev Spearman by step; {steps}, device {args.device}")
     for name, (which, _) in SETTINGS.items():
-        if args.only in (None, which) and args.match in name:
+        if args.only in (None, which.removesuffix("-clean")) and args.match in name:
             print(run(name, Path(args.data), args.steps, args.device, args.seed), flush=True)
 
 

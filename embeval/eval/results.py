@@ -13,6 +13,7 @@ Schema history (see CHANGELOG.md): 1 = first release; 2 = transfer tasks and `tr
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ def load_run(path: str | os.PathLike) -> RunResult:
             f"({SCHEMA_VERSION}); upgrade embeval to read it"
         )
     data = upgrade(data)
+    validate(data, path)
     return RunResult(
         name=data["name"],
         meta=data["meta"],
@@ -119,6 +121,82 @@ def load_run(path: str | os.PathLike) -> RunResult:
         schema_version=SCHEMA_VERSION,
         path=path,
     )
+
+
+# Fields that reports, `check` and `export` compute with, and the types they need there.
+METRIC_KEYS = ("spearman", "pearson", "accuracy", "f1", "dev_accuracy", "C")
+DIAGNOSTIC_KEYS = ("alignment", "uniformity", "anisotropy", "effective_rank")
+COUNT_KEYS = ("n", "n_sentences", "n_positive_pairs")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _expect(path: Path, field: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ResultsError(
+            f"{path}: field {field} is {value!r} ({type(value).__name__}); expected {expected}"
+        )
+
+
+def _check_metrics(path: Path, where: str, d) -> None:
+    """Numbers (and counts, split names) of one task, subset or aggregate entry."""
+    _expect(path, where, d, isinstance(d, dict), "an object")
+    for k in METRIC_KEYS:
+        if k in d:
+            _expect(path, f"{where}.{k}", d[k], _is_number(d[k]), "a finite number")
+    if "n" in d:
+        _expect(path, f"{where}.n", d["n"], isinstance(d["n"], int) and d["n"] >= 0, "a count")
+    if "split" in d:
+        _expect(path, f"{where}.split", d["split"], isinstance(d["split"], str), "a split name")
+
+
+def validate(data: dict, path: Path) -> None:
+    """Refuse a results file whose fields have the wrong type, naming the file and the field.
+
+    A hand-edited or foreign file would otherwise fail later, far from its cause (a report's
+    "Unknown format code 'f'" names neither). Only the fields embeval reads are checked; unknown
+    extra fields are kept as they are.
+    """
+    _expect(path, "name", data.get("name"), isinstance(data.get("name"), str), "a string")
+    meta = data.get("meta")
+    _expect(path, "meta", meta, isinstance(meta, dict), "an object")
+    for k in ("protocol", "split", "embeval_version", "created"):
+        if meta.get(k) is not None:
+            _expect(path, f"meta.{k}", meta[k], isinstance(meta[k], str), "a string")
+    limit = meta.get("limit")
+    ok = limit is None or (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0)
+    _expect(path, "meta.limit", limit, ok, "a positive number of pairs or null")
+    if "partial" in meta:
+        _expect(
+            path, "meta.partial", meta["partial"], isinstance(meta["partial"], bool), "true/false"
+        )
+    _expect(path, "tasks", data["tasks"], isinstance(data["tasks"], dict), "an object")
+    for task, entry in data["tasks"].items():
+        _check_metrics(path, f"tasks.{task}", entry)
+        for group in ("subsets", "aggregates"):
+            sub = entry.get(group)
+            if sub is None:
+                continue
+            _expect(path, f"tasks.{task}.{group}", sub, isinstance(sub, dict), "an object")
+            for name, m in sub.items():
+                _check_metrics(path, f"tasks.{task}.{group}.{name}", m)
+    for k in ("avg", "transfer_avg"):
+        v = data.get(k)
+        _expect(path, k, v, v is None or _is_number(v), "a finite number or null")
+    diag = data.get("diagnostics", {})
+    _expect(path, "diagnostics", diag, isinstance(diag, dict), "an object")
+    for k in DIAGNOSTIC_KEYS:
+        if k in diag:
+            _expect(path, f"diagnostics.{k}", diag[k], _is_number(diag[k]), "a finite number")
+    for k in COUNT_KEYS:
+        if k in diag:
+            _expect(path, f"diagnostics.{k}", diag[k], isinstance(diag[k], int), "a count")
+    if "source" in diag:
+        _expect(
+            path, "diagnostics.source", diag["source"], isinstance(diag["source"], str), "a string"
+        )
 
 
 def upgrade(data: dict) -> dict:

@@ -124,7 +124,7 @@ def load_run(path: str | os.PathLike) -> RunResult:
 
 
 # Fields that reports, `check` and `export` compute with, and the types they need there.
-METRIC_KEYS = ("spearman", "pearson", "accuracy", "f1", "dev_accuracy", "C")
+METRIC_KEYS = ("spearman", "pearson", "accuracy", "f1", "dev_accuracy")  # not C: per fold
 DIAGNOSTIC_KEYS = ("alignment", "uniformity", "anisotropy", "effective_rank")
 COUNT_KEYS = ("n", "n_sentences", "n_positive_pairs")
 

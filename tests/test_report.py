@@ -13,7 +13,13 @@ from report_fixtures import BowEncoder, edit_json, scored_run, synthetic_run
 
 from embeval.cli import main
 from embeval.eval import export, report, stats
-from embeval.eval.results import SCHEMA_VERSION, ResultsError, load_run, pairs_path
+from embeval.eval.results import (
+    SCHEMA_VERSION,
+    ResultsError,
+    load_run,
+    pairs_path,
+    save_run,
+)
 
 HISTORIC = Path(__file__).parent / "historic_results" / "schema1-minilm-stsb-dev-limit200.json"
 B = 200  # bootstrap resamples in tests
@@ -127,14 +133,8 @@ def test_html_escapes_names_and_sentences(tmp_path, tiny_data, fake_encoder):
     pairs = run.load_pairs()
     pairs["STSBenchmark"]["s1"] = pairs["STSBenchmark"]["s1"].astype(object)
     pairs["STSBenchmark"]["s1"][0] = "<script>alert('s')</script>"
-    np.savez_compressed(
-        pairs_path(path),
-        **{
-            f"{t}/{k}": np.asarray(v, dtype=str) if k in ("s1", "s2", "subset") else v
-            for t, d in pairs.items()
-            for k, v in d.items()
-        },
-    )
+    pairs["STSBenchmark"]["s1"] = pairs["STSBenchmark"]["s1"].astype(str)
+    save_run(run, path)
     html = report.render_html(report.build([path], n_boot=B))
     assert "<img src=x" not in html and "<script" not in html
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &#34;quoted&#34;" in html

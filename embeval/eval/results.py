@@ -7,6 +7,10 @@ A run is two files written side by side, each atomically (temporary file, then r
 - ``NAME.pairs.npz``: per-pair predicted similarity, gold score, subset and both sentences of
   each task, for bootstrap statistics, plots and error analysis.
 
+Both carry the same `run_id` (a fresh one per save), so a per-pair file copied from another run
+is recognised and ignored instead of giving intervals and p-values of other pairs. Files written
+before the id existed have none and load unchecked.
+
 Schema history (see CHANGELOG.md): 1 = first release; 2 = transfer tasks and `transfer_avg`.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,7 @@ from embeval.core.fileio import atomic_write
 
 SCHEMA_VERSION = 2
 PAIR_FIELDS = ("sim", "gold", "subset", "s1", "s2")
+RUN_ID_KEY = "_meta/run_id"  # in the .npz; "task/field" shaped so older readers do not choke
 
 
 class ResultsError(ValueError):
@@ -42,11 +48,13 @@ class RunResult:
     pairs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     schema_version: int = SCHEMA_VERSION
     path: Path | None = None
+    run_id: str | None = None  # shared with the .pairs.npz written beside it; None: older file
 
     def to_json(self) -> dict:
         return {
             "schema_version": self.schema_version,
             "name": self.name,
+            "run_id": self.run_id,
             "meta": self.meta,
             "tasks": self.tasks,
             "avg": self.avg,
@@ -57,7 +65,7 @@ class RunResult:
     def load_pairs(self) -> dict[str, dict[str, np.ndarray]]:
         """Per-pair arrays, read from the .pairs.npz next to the JSON on first use."""
         if not self.pairs and self.path is not None:
-            self.pairs = load_pairs(pairs_path(self.path))
+            self.pairs = load_pairs(pairs_path(self.path), self.run_id, self.path)
         return self.pairs
 
 
@@ -70,6 +78,7 @@ def save_run(run: RunResult, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".json":
         raise ResultsError(f"output path {path} must end in .json")
+    run.run_id = uuid.uuid4().hex  # these two files, written together, belong together
     try:
         json.dumps(run.to_json(), allow_nan=False)
     except ValueError:
@@ -81,6 +90,7 @@ def save_run(run: RunResult, path: str | os.PathLike) -> Path:
         arrays = {
             f"{task}/{k}": np.asarray(v) for task, d in run.pairs.items() for k, v in d.items()
         }
+        arrays[RUN_ID_KEY] = np.array(run.run_id)
         atomic_write(pairs_path(path), lambda f: np.savez_compressed(f, **arrays))
         body = json.dumps(run.to_json(), indent=2, allow_nan=False).encode()
         atomic_write(path, lambda f: f.write(body + b"\n"))
@@ -120,6 +130,7 @@ def load_run(path: str | os.PathLike) -> RunResult:
         diagnostics=data.get("diagnostics", {}),
         schema_version=SCHEMA_VERSION,
         path=path,
+        run_id=data.get("run_id"),
     )
 
 
@@ -160,6 +171,8 @@ def validate(data: dict, path: Path) -> None:
     extra fields are kept as they are.
     """
     _expect(path, "name", data.get("name"), isinstance(data.get("name"), str), "a string")
+    rid = data.get("run_id")
+    _expect(path, "run_id", rid, rid is None or isinstance(rid, str), "a string or null")
     meta = data.get("meta")
     _expect(path, "meta", meta, isinstance(meta, dict), "an object")
     for k in ("protocol", "split", "embeval_version", "created"):
@@ -206,15 +219,28 @@ def upgrade(data: dict) -> dict:
     return data
 
 
-def load_pairs(path: Path) -> dict[str, dict[str, np.ndarray]]:
+def load_pairs(
+    path: Path, run_id: str | None = None, json_path: Path | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-pair arrays by task. With `run_id` (from the results JSON `json_path`), a file that
+    another save wrote (another id, or none) is refused: its pairs are not this run's."""
     try:
         with np.load(path, allow_pickle=False) as z:
+            found = str(z[RUN_ID_KEY]) if RUN_ID_KEY in z.files else None
             out: dict[str, dict[str, np.ndarray]] = {}
-            for key in z.files:
-                task, name = key.split("/", 1)
-                out.setdefault(task, {})[name] = z[key]
+            if run_id is None or found == run_id:
+                for key in z.files:
+                    if key != RUN_ID_KEY:
+                        task, name = key.split("/", 1)
+                        out.setdefault(task, {})[name] = z[key]
     except FileNotFoundError:
         raise ResultsError(f"per-pair file {path} is missing; re-run `embeval score`") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a truncated copy
         raise ResultsError(f"per-pair file {path} is unreadable: {exc}") from exc
+    if run_id is not None and found != run_id:
+        raise ResultsError(
+            f"per-pair file {path} belongs to another run than {json_path} (run id "
+            f"{found or 'none'} there, {run_id} in the results file): ignoring it; re-run "
+            "`embeval score` or put the matching .pairs.npz beside it"
+        )
     return out

@@ -67,6 +67,16 @@ def test_partial_run_refused(tmp_path):
     assert not (tmp_path / "mteb").exists()
 
 
+def test_limit_that_cut_nothing_is_exported(tmp_path):
+    """`--limit` at or above every task's size scores the whole tasks: a complete run."""
+    run = load_run(RUN)
+    run.meta = {**run.meta, "limit": 9927, "partial": False}  # SICK-R, the largest, has 9927
+    path = save_run(run, tmp_path / "limit-all.json")
+    res = invoke("export", path, "--out", tmp_path / "mteb")
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "mteb").glob("*.json"))) == 3
+
+
 def test_real_limit_run_refused(tmp_path):
     """The schema-1 fixture is a real `--limit 200` run."""
     src = Path(__file__).parent / "historic_results" / "schema1-minilm-stsb-dev-limit200.json"

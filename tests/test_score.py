@@ -48,6 +48,14 @@ def test_dev_split_default_tasks(fake_encoder, tiny_data):
 def test_limit_marks_partial(fake_encoder, tiny_data):
     run = score(fake_encoder, ["stsb"], root=tiny_data, limit=3)
     assert run.tasks["STSBenchmark"]["n"] == 3 and run.meta["partial"] is True
+    full = score(fake_encoder, ["stsb"], root=tiny_data)
+    n = full.tasks["STSBenchmark"]["n"]
+    for limit in (n, n + 1):  # a limit at or above the task's size cuts nothing: complete
+        run = score(fake_encoder, ["stsb"], root=tiny_data, limit=limit)
+        assert run.meta["partial"] is False and run.meta["limit"] == limit
+        assert run.tasks["STSBenchmark"] == full.tasks["STSBenchmark"]
+    run = score(fake_encoder, ["stsb", "STS12"], root=tiny_data, limit=n)  # STS12 has 20 pairs
+    assert run.tasks["STS12"]["n"] == n and run.meta["partial"] is True  # one task cut: partial
     # STS12's first subset has 4 scored pairs here: 5 leaves the second one a single pair.
     with pytest.raises(DataError, match=r"--limit 5 leaves STS12 subset \S+ with 1 pair"):
         score(fake_encoder, ["STS12"], root=tiny_data, limit=5)

@@ -46,7 +46,7 @@ def check_exportable(run: RunResult) -> None:
     """Refuse runs whose numbers MTEB results cannot be compared with."""
     where = run.path or run.name
     meta = run.meta
-    if meta.get("partial") or meta.get("limit"):
+    if meta.get("partial", bool(meta.get("limit"))):  # a --limit that cut nothing is complete
         raise ResultsError(
             f"{where} is a partial run (--limit {meta.get('limit')}): its scores cover only the "
             "first pairs of each task and must not be compared with MTEB results; re-run "

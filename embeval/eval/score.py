@@ -95,9 +95,12 @@ def score(
         )
     data = {t: load_sts(t, split, root, protocol) for t in names if t not in clf_names}
     clf_data = {t: transfer.load_transfer(t, root) for t in clf_names}
+    cut: list[str] = []  # tasks --limit actually shortened: only those make a run partial
     if limit:
+        full = {**data, **clf_data}
         data = {t: d.head(limit) for t, d in data.items()}
         clf_data = {t: d.head(limit) for t, d in clf_data.items()}
+        cut = [t for t, d in {**data, **clf_data}.items() if _sizes(d) != _sizes(full[t])]
         for task, d in data.items():
             _check_correlatable(task, d, limit)
     diag = _diagnostic_data(data, split, root, protocol, limit) if diagnostics else None
@@ -145,7 +148,7 @@ def score(
         "protocol": protocol,
         "split": split,
         "limit": limit,
-        "partial": bool(limit),
+        "partial": bool(cut),
         "data_root": str(root),
         "data_checksums": {t: checksum(d.files) for t, d in [*data.items(), *clf_data.items()]},
         "n_sentences": len(sentences),
@@ -175,6 +178,11 @@ def default_run_name(checkpoint: str | None) -> str:
     if not checkpoint or checkpoint == DEFAULT_CHECKPOINT:
         return "all-MiniLM-L6-v2"
     return Path(str(checkpoint).rstrip("/")).name or "run"
+
+
+def _sizes(d) -> list[int]:
+    """Examples per split of a task (STS: one split), to tell whether --limit cut it."""
+    return [len(s) for s in d.splits.values()] if hasattr(d, "splits") else [len(d)]
 
 
 def _task_metrics(task: str, d: STSData, sim: np.ndarray) -> dict:

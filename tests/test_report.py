@@ -288,3 +288,28 @@ def test_cli_formats(tmp_path, two_runs):
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert len(rows) == 2 * 8 and {r["run"] for r in rows} == {"bow", "fake"}
     assert all(r["ci_low"] for r in rows)
+
+
+def test_transfer_only_run_shows_only_its_tables(tmp_path):
+    """No empty STS table in the HTML, no header-only Markdown table, no STS card sections."""
+    path = edit_json(
+        synthetic_run(tmp_path / "t.json", "transfer-only", 0.3, split="test"),
+        lambda d: d.update(
+            tasks={
+                "MR": {"split": "10-fold CV", "n": 10, "accuracy": 71.5},
+                "TREC": {"split": "test", "n": 10, "accuracy": 80.25},
+            },
+            diagnostics={},
+        ),
+    )
+    r = report.build([path], n_boot=B)
+    (t,) = r.tables
+    assert t.columns == [] and t.other.columns == ["MR", "TREC"]
+    html = report.render_html(r)
+    assert 'id="main-table-1"' not in html and "STS results" not in html
+    assert html.count("<table") == 1 and "71.50" in html and "80.25" in html
+    assert "no per-pair file" not in html and "measured on" not in html
+    md = export.to_markdown(report.build([path], n_boot=0, figures=False))
+    tables = [ln for ln in md.splitlines() if ln.startswith("| run |")]
+    assert tables == ["| run | MR | TREC |"] and "STS Spearman" not in md
+    assert "| transfer-only (baseline) | 71.50 | 80.25 |" in md

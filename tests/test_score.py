@@ -40,6 +40,20 @@ def test_score_all_tasks_on_tiny_data(fake_encoder, tiny_data):
     assert run.meta["partial"] is False and run.meta["protocol"] == "simcse"
 
 
+def test_diagnostics_only_from_a_scored_stsb(fake_encoder, tiny_data):
+    """STS-B is not loaded and encoded for diagnostics when the run does not score it."""
+    for split in ("train", "dev", "test"):  # sentences no other task has
+        f = tiny_data / "sts" / "STSBenchmark" / f"sts-{split}.csv"
+        f.write_text(f.read_text().replace("a cat sits", "only in stsb"))
+    run = score(fake_encoder, ["STS12"], root=tiny_data)
+    assert run.diagnostics == {} and not any("only in stsb" in s for s in fake_encoder.calls[0])
+    run = score(fake_encoder, ["STS12", "stsb"], root=tiny_data, split="test")
+    assert run.diagnostics["source"] == "STSBenchmark/test"
+    assert run.diagnostics["n_sentences"] == len(
+        {*run.pairs["STSBenchmark"]["s1"], *run.pairs["STSBenchmark"]["s2"]}
+    )
+
+
 def test_dev_split_default_tasks(fake_encoder, tiny_data):
     run = score(fake_encoder, split="dev", root=tiny_data)
     assert list(run.tasks) == ["STSBenchmark", "SICKRelatedness"] and run.avg is None

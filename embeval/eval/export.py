@@ -44,10 +44,12 @@ def md_table(t: Table) -> str:
 
 def to_markdown(report: Report) -> str:
     parts = []
-    for t in report.tables:
-        parts.append(f"**STS Spearman ×100, {t.title}**\n")
+    for t in report.tables:  # only the tables a run has: no header-only STS table
+        if t.columns:
+            parts.append(f"**STS Spearman ×100, {t.title}**\n")
         parts.extend(f"> {_md_text(n)}\n" for n in t.notes)
-        parts.append(md_table(t) + "\n")
+        if t.columns:
+            parts.append(md_table(t) + "\n")
         if t.other is not None:
             parts.append(f"**{t.other.title}, {t.title}**\n\n" + md_table(t.other) + "\n")
     parts.append(

@@ -42,6 +42,7 @@ class RunCard:
     run: RunResult
     facts: list[tuple[str, str]]
     diagnostics: list[tuple[str, str]]
+    has_sts: bool = True  # False: a transfer-only run, with no pairs to plot
     dist_task: str | None = None
     dist_plot: str | None = None
     dist_n: int = 0
@@ -169,7 +170,10 @@ def run_card(label: str, run: RunResult, fmt: str) -> RunCard:
         ("anisotropy", _fmt(d.get("anisotropy"))),
         ("effective rank", _fmt(d.get("effective_rank"), 1)),
     ]
-    card = RunCard(label, run, facts, diag)
+    has_sts = any(t in STS_TASKS for t in run.tasks)
+    card = RunCard(label, run, facts, diag if d else [], has_sts)
+    if not has_sts:  # nothing per pair to show (and no per-pair file to warn about)
+        return card
     try:
         pairs = run.load_pairs()
     except ResultsError as exc:

@@ -103,7 +103,7 @@ def score(
         cut = [t for t, d in {**data, **clf_data}.items() if _sizes(d) != _sizes(full[t])]
         for task, d in data.items():
             _check_correlatable(task, d, limit)
-    diag = _diagnostic_data(data, split, root, protocol, limit) if diagnostics else None
+    diag = _diagnostic_data(data) if diagnostics else None
 
     sentences = list(
         dict.fromkeys(
@@ -193,16 +193,13 @@ def _task_metrics(task: str, d: STSData, sim: np.ndarray) -> dict:
     return {**out, **metrics.correlations(sim, d.gold)}
 
 
-def _diagnostic_data(data, split, root, protocol, limit) -> STSData | None:
-    if DIAGNOSTIC_TASK in data:
-        return data[DIAGNOSTIC_TASK]
-    diag_split = split if split in ("dev", "test") else "test"
-    try:
-        d = load_sts(DIAGNOSTIC_TASK, diag_split, root, protocol)
-    except DataError as exc:
-        log.warning("no alignment/uniformity: %s", exc)
-        return None
-    return d.head(limit) if limit else d
+def _diagnostic_data(data: dict[str, STSData]) -> STSData | None:
+    """The STS-B pairs this run scored (SimCSE measures alignment and uniformity there), as
+    `diagnostics.source` records. A run without STS-B has no diagnostics: STS-B is not loaded
+    and encoded just for them, and a transfer-only run stays free of STS data."""
+    if DIAGNOSTIC_TASK not in data:
+        log.info("no alignment/uniformity: %s was not scored in this run", DIAGNOSTIC_TASK)
+    return data.get(DIAGNOSTIC_TASK)
 
 
 def _diagnostics(d: STSData, vectors) -> dict:

@@ -237,7 +237,7 @@ def test_csv_names_each_average_by_its_metric(two_runs):
     assert metric[("bow", "Avg")] == "spearman_avg"
 
 
-def test_train_log_trajectory(tmp_path, two_runs):
+def test_train_log_trajectory(tmp_path, two_runs, caplog):
     log = tmp_path / "simcse-run" / "train_log.jsonl"
     log.parent.mkdir()
     lines = [
@@ -249,13 +249,14 @@ def test_train_log_trajectory(tmp_path, two_runs):
     log.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"step": 500, "alig')
     lg = report.read_train_log(log)
     assert lg.label == "simcse-run" and lg.points == 3 and lg.skipped == 1
+    assert lg.bad_lines == [5] and f"training log {log} line 5 skipped: not JSON" in caplog.text
     assert list(lg.trajectory.step) == [0, 250, 375] and max(lg.dev, key=lambda x: x[1]) == (
         250,
         80.5,
     )
     r = report.build(list(two_runs), train_logs=[log], n_boot=0)
     assert r.align_plot.startswith("data:image/svg+xml;base64,")
-    assert any("skipped 1 line" in n for n in r.notes)
+    assert any("skipped 1 line" in n and "(line 5)" in n for n in r.notes)
     res = cli(
         "report", two_runs[0], "--train-log", tmp_path / "none.jsonl", "--out", tmp_path / "x"
     )
@@ -313,3 +314,17 @@ def test_transfer_only_run_shows_only_its_tables(tmp_path):
     tables = [ln for ln in md.splitlines() if ln.startswith("| run |")]
     assert tables == ["| run | MR | TREC |"] and "STS Spearman" not in md
     assert "| transfer-only (baseline) | 71.50 | 80.25 |" in md
+
+
+@pytest.mark.parametrize("where", ["/sys/r.html", "folder"])
+def test_out_errors_name_the_users_path(tmp_path, two_runs, where):
+    """Not the temporary file the atomic write goes through (`.r.html.XXXX.tmp`)."""
+    out = Path(where) if where.startswith("/") else tmp_path / where
+    if where == "folder":
+        out.mkdir()
+        with pytest.raises(ResultsError, match=f"cannot write the report to {out}: Is a dir"):
+            report.write("x", out)
+        return
+    res = cli("report", two_runs[0], "--out", out, "--bootstrap", 0)
+    assert res.exit_code == 2 and f"cannot write the report to {out}: " in res.output
+    assert ".tmp" not in res.output, res.output

@@ -57,6 +57,7 @@ class TrainLog:
     skipped: int
     trajectory: plots.Trajectory | None
     dev: list[tuple[int, float]]  # (step, STS-B dev Spearman) when logged
+    bad_lines: list[int] = field(default_factory=list)  # 1-based numbers of the skipped lines
 
 
 @dataclass
@@ -193,8 +194,9 @@ def read_train_log(path: str | os.PathLike) -> TrainLog:
     """Read a JSON-lines training log defensively.
 
     Lines that are not JSON objects (e.g. a truncated last line while training still runs) are
-    skipped and counted; points need numeric `alignment` and `uniformity` (step: the `step` key,
-    else the line number). STS-B dev figures are taken from any of DEV_KEYS.
+    skipped with a warning naming the file and line, and listed; points need numeric
+    `alignment` and `uniformity` (step: the `step` key, else the line number). STS-B dev
+    figures are taken from any of DEV_KEYS.
     """
     path = Path(path)
     try:
@@ -203,17 +205,18 @@ def read_train_log(path: str | os.PathLike) -> TrainLog:
         raise ReportError(f"training log {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportError(f"training log {path} is unreadable: {exc}") from exc
-    steps, align, unif, dev, skipped = [], [], [], [], 0
+    steps, align, unif, dev, bad = [], [], [], [], []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            skipped += 1
-            continue
+        except json.JSONDecodeError as exc:
+            rec = exc
         if not isinstance(rec, dict):
-            skipped += 1
+            why = f"not JSON ({rec})" if isinstance(rec, Exception) else "not a JSON object"
+            log.warning("training log %s line %d skipped: %s", path, i, why)
+            bad.append(i)
             continue
         step = rec.get("step", i)
         step = step if isinstance(step, int | float) else i
@@ -227,7 +230,7 @@ def read_train_log(path: str | os.PathLike) -> TrainLog:
     label = path.stem if path.stem not in ("train_log", "log", "train") else path.parent.name
     if steps:
         traj = plots.Trajectory(label, np.array(steps), np.array(align), np.array(unif))
-    return TrainLog(label, str(path), len(steps), skipped, traj, dev)
+    return TrainLog(label, str(path), len(steps), len(bad), traj, dev, bad)
 
 
 # ---------------------------------------------------------------- build + render
@@ -254,7 +257,11 @@ def build(
         if lg.trajectory is None:
             notes.append(f"training log {lg.path}: no line with both alignment and uniformity")
         if lg.skipped:
-            notes.append(f"training log {lg.path}: skipped {lg.skipped} line(s) that are not JSON")
+            where = ", ".join(map(str, lg.bad_lines[:10])) + (", ..." if lg.skipped > 10 else "")
+            notes.append(
+                f"training log {lg.path}: skipped {lg.skipped} line(s) that are not JSON "
+                f"objects (line {where})"
+            )
     report = Report(
         title="embeval report: "
         + ", ".join(lab for lab, _ in labelled[:4])
@@ -315,5 +322,8 @@ def write(text: str, out: str | os.PathLike) -> Path:
     from embeval.core.fileio import atomic_write_text
 
     out = Path(out)
-    atomic_write_text(out, text)
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:  # its file name would be the temporary file's, not the user's
+        raise ReportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     return out

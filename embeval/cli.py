@@ -391,6 +391,8 @@ def data_verify(data, only):
 )
 def export(results, fmt, out):
     """Write RESULTS (a full `embeval score --protocol mteb` run) as MTEB per-task result JSON."""
+    import json
+
     from embeval.eval.mteb_export import export_mteb, not_exported
     from embeval.eval.results import load_run
 
@@ -401,7 +403,11 @@ def export(results, fmt, out):
         fail(exc)
     for task in not_exported(run):
         click.echo(f"skipped {task}: no MTEB counterpart", err=True)
-    click.echo(f"wrote {len(paths)} MTEB result files to {out}")
+    meta = json.loads(paths[-1].read_text())  # model_meta.json: named after the folders
+    click.echo(
+        f"wrote {len(paths) - 1} MTEB result files and model_meta.json (model {meta['name']}, "
+        f"revision {meta['revision']}, from the folder names) to {out}"
+    )
 
 
 def stsb_dev_evaluator(tokenizer, root, device, batch_size):

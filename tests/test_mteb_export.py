@@ -4,9 +4,10 @@ Golden files: `tests/golden/mteb/minilm-mteb-run.json` is a real run,
   embeval score --protocol mteb --tasks STS13,STSBenchmark,SICK-R --data ../shared/data \\
       --name all-MiniLM-L6-v2-mteb --out tests/golden/mteb/minilm-mteb-run.json
 (packaged all-MiniLM-L6-v2, CPU), and `tests/golden/mteb/expected/*.json` are what
-`embeval export` wrote from it, checked by hand against mteb 2.26's TaskResult fields and task
-metadata (names, dataset revisions). The export is a pure function of the results file, so the
-comparison is exact.
+`embeval export ... --out results/all-MiniLM-L6-v2/packaged` wrote from it, checked by hand
+against mteb 2.26's TaskResult fields and task metadata (names, dataset revisions); the slow test
+below loads an export with the real mteb package. The export is a pure function of the results
+file (and the folder names), so the comparison is exact.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from embeval.cli import main
-from embeval.eval.mteb_export import MTEB_TASKS, export_mteb
+from embeval.eval.mteb_export import MTEB_TASKS, MTEB_VERSION, export_mteb
 from embeval.eval.results import ResultsError, load_run, save_run
 from embeval.eval.score import score
 
@@ -31,13 +32,15 @@ def invoke(*args):
 
 
 def test_export_matches_golden_files(tmp_path):
-    res = invoke("export", RUN, "--format", "mteb", "--out", tmp_path)
+    out = tmp_path / "results" / "all-MiniLM-L6-v2" / "packaged"
+    res = invoke("export", RUN, "--format", "mteb", "--out", out)
     assert res.exit_code == 0, res.output
+    assert "model all-MiniLM-L6-v2, revision packaged" in res.output
     expected = sorted(p.name for p in (GOLDEN / "expected").glob("*.json"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == expected
-    assert expected == ["SICK-R.json", "STS13.json", "STSBenchmark.json"]
+    assert sorted(p.name for p in out.iterdir()) == expected
+    assert expected == ["SICK-R.json", "STS13.json", "STSBenchmark.json", "model_meta.json"]
     for name in expected:
-        got = json.loads((tmp_path / name).read_text())
+        got = json.loads((out / name).read_text())
         assert got == json.loads((GOLDEN / "expected" / name).read_text()), name
 
 
@@ -74,7 +77,7 @@ def test_limit_that_cut_nothing_is_exported(tmp_path):
     path = save_run(run, tmp_path / "limit-all.json")
     res = invoke("export", path, "--out", tmp_path / "mteb")
     assert res.exit_code == 0, res.output
-    assert len(list((tmp_path / "mteb").glob("*.json"))) == 3
+    assert len(list((tmp_path / "mteb").glob("*.json"))) == 3 + 1  # + model_meta.json
 
 
 def test_real_limit_run_refused(tmp_path):
@@ -104,6 +107,7 @@ def test_transfer_tasks_skipped(tmp_path):
         "SICK-R.json",
         "STS13.json",
         "STSBenchmark.json",
+        "model_meta.json",
     ]
 
 
@@ -119,3 +123,40 @@ def test_only_transfer_tasks(tmp_path):
     run.tasks = {"MR": {"split": "10-fold CV", "n": 10, "accuracy": 77.0}}
     with pytest.raises(ResultsError, match="no STS task to export"):
         export_mteb(run, tmp_path)
+
+
+@pytest.mark.slow
+def test_mteb_loader_sees_every_score(tmp_path):
+    """mteb's own default loader, `ResultCache(tree).load_results()`, reads the export of a full
+    mteb-protocol run: every task's main score, equal to ours / 100, under the model and revision
+    of the folder names. The run: the golden run, with the four tasks it lacks (STS12, STS14-16)
+    added with synthetic scores (70, 71, ...) so that all seven tasks are exported."""
+    import mteb
+    from mteb.models.model_meta import ModelMeta
+    from packaging.version import Version
+
+    run = load_run(RUN)
+    for i, task in enumerate(t for t in MTEB_TASKS if t not in run.tasks):
+        run.tasks[task] = {"split": "test", "n": 100, "spearman": 70.0 + i, "pearson": 60.0 + i}
+    out = tmp_path / "results" / "my-org__my-model" / "rev1"
+    export_mteb(run, out)
+    ours = {MTEB_TASKS[t][0]: run.tasks[t]["spearman"] / 100 for t in MTEB_TASKS}
+
+    results = mteb.ResultCache(tmp_path).load_results()
+    (model,) = results.model_results
+    assert (model.model_name, model.model_revision) == ("my-org/my-model", "rev1")
+    got = {tr.task_name: tr.get_score() for tr in model.task_results}
+    assert got == pytest.approx(ours) and len(got) == 7
+    assert {tr.mteb_version for tr in model.task_results} == {MTEB_VERSION}
+    assert Version(MTEB_VERSION) <= Version(mteb.__version__)  # no claim of a future release
+    # The files also pass mteb's stricter checks: split/subset validation against each task's
+    # metadata, and ModelMeta's own schema (it forbids unknown fields).
+    strict = mteb.ResultCache(tmp_path).load_results(tasks=list(ours), validate_and_filter=True)
+    assert {tr.task_name for tr in strict.model_results[0].task_results} == set(ours)
+    meta = ModelMeta.model_validate_json_resolved((out / "model_meta.json").read_text())
+    assert meta.name == "my-org/my-model" and meta.revision == "rev1"
+    # Issue 14: our dataset revisions and main score are the ones mteb's task metadata declares.
+    for name, revision in MTEB_TASKS.values():
+        task_meta = mteb.get_task(name).metadata
+        assert task_meta.dataset["revision"] == revision, name
+        assert task_meta.main_score == "cosine_spearman" and task_meta.eval_splits == ["test"]

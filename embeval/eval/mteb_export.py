@@ -5,12 +5,19 @@ One file per task, named after MTEB's task (``STS12.json`` … ``STSBenchmark.js
 ``{dataset_revision, task_name, mteb_version, scores: {split: [{main_score, cosine_spearman,
 cosine_pearson, pearson, spearman, hf_subset, languages}]}, evaluation_time, kg_co2_emissions}``.
 Scores are fractions (0.8203), as MTEB writes them, not x100. Put the files under
-``results/<model>/<revision>/`` of an MTEB results tree to compare with the leaderboard.
+``results/<model>/<revision>/`` of an MTEB results tree to compare with the leaderboard: beside
+them goes ``model_meta.json``, without which mteb's loader (``ResultCache(tree).load_results()``)
+skips the folder. Its `name` and `revision` are the folder names, read as mteb reads them
+(``org__model`` is ``org/model``), so the metadata and the path never disagree.
 
 What is and is not claimed:
 - ``dataset_revision`` is the revision of the Hugging Face dataset MTEB's task reads; embeval read
   the same pairs from the SentEval/SemEval files (the `embeval` block records their checksum).
-- ``mteb_version`` is null: the numbers were computed by embeval, not by mteb.
+- ``mteb_version`` names the mteb release whose result format and task metadata this export
+  follows (a slow test loads the files with it); the numbers were computed by embeval, as each
+  file's `embeval` block says.
+- ``model_meta.json`` claims only what the run knows (similarity: cosine, max_tokens); the rest
+  of mteb's ModelMeta fields (parameters, licence, training data) are null.
 - Only cosine scores exist (embeval stores cosine similarities per pair); MTEB's manhattan and
   euclidean fields are left out rather than invented.
 - ``evaluation_time`` is the wall time of the whole embeval run (it scores all tasks in one pass).
@@ -30,6 +37,7 @@ from embeval.eval.results import ResultsError, RunResult
 
 log = logging.getLogger(__name__)
 FORMATS = ("mteb",)
+MTEB_VERSION = "2.26.24"  # the mteb release the layout and MTEB_TASKS were checked against
 # embeval task -> (MTEB task name, MTEB's dataset revision), from mteb's task metadata
 MTEB_TASKS = {
     "STS12": ("STS12", "a0d554a64d88156834ff5ae9920b964011b16384"),
@@ -69,7 +77,7 @@ def task_result(run: RunResult, task: str) -> dict:
     return {
         "dataset_revision": revision,
         "task_name": name,
-        "mteb_version": None,
+        "mteb_version": MTEB_VERSION,
         "scores": {
             "test": [
                 {
@@ -97,13 +105,54 @@ def task_result(run: RunResult, task: str) -> dict:
     }
 
 
+def model_meta(run: RunResult, out_dir: Path) -> dict:
+    """mteb's ModelMeta as `ModelMeta.to_dict()` writes it, named after `out_dir`
+    (``.../<org>__<model>/<revision>``): what its results loader needs beside the task files."""
+    folder = out_dir.resolve()
+    max_length = run.meta.get("max_length")
+    return {
+        "loader_kwargs": {},
+        "name": folder.parent.name.replace("__", "/"),
+        "revision": folder.name,
+        "release_date": None,
+        "languages": None,
+        "n_parameters": None,
+        "n_active_parameters_override": None,
+        "n_embedding_parameters": None,
+        "memory_usage_mb": None,
+        "max_tokens": float(max_length) if isinstance(max_length, int) else None,
+        "embed_dim": None,
+        "license": None,
+        "open_weights": None,
+        "public_training_code": None,
+        "public_training_data": None,
+        "framework": ["PyTorch", "Transformers"],
+        "reference": None,
+        "similarity_fn_name": "cosine",
+        "use_instructions": False,
+        "training_datasets": None,
+        "adapted_from": None,
+        "superseded_by": None,
+        "modalities": ["text"],
+        "model_type": ["dense"],
+        "citation": None,
+        "contacts": None,
+        "experiment_kwargs": None,  # not null would make it an mteb "experiment", loaded apart
+        "output_dtypes": None,
+        "extra_requirements_groups": None,
+        "loader": None,
+        "is_cross_encoder": False,
+    }
+
+
 def not_exported(run: RunResult) -> list[str]:
     """Tasks of `run` that MTEB has no counterpart for (SentEval transfer tasks)."""
     return [t for t in run.tasks if t not in MTEB_TASKS]
 
 
 def export_mteb(run: RunResult, out_dir: str | os.PathLike) -> list[Path]:
-    """Write one MTEB result JSON per STS task of `run` into `out_dir`; returns the paths.
+    """Write one MTEB result JSON per STS task of `run` and `model_meta.json` into `out_dir`;
+    returns the paths (model_meta.json last).
 
     Tasks without an MTEB counterpart (SentEval transfer tasks) are skipped with a log line."""
     check_exportable(run)
@@ -116,11 +165,12 @@ def export_mteb(run: RunResult, out_dir: str | os.PathLike) -> list[Path]:
     out, paths = Path(out_dir), []
     if out.exists() and not out.is_dir():
         raise ResultsError(f"--out {out} is a file; expected a folder")
+    files = {MTEB_TASKS[t][0] + ".json": task_result(run, t) for t in tasks}
+    files["model_meta.json"] = model_meta(run, out)  # last: the folder is loadable once it is in
     try:
-        for task in tasks:
-            result = task_result(run, task)
-            body = json.dumps(result, indent=2, allow_nan=False).encode() + b"\n"
-            path = out / f"{result['task_name']}.json"
+        for name, content in files.items():
+            body = json.dumps(content, indent=2, allow_nan=False).encode() + b"\n"
+            path = out / name
             atomic_write(path, lambda f, b=body: f.write(b))
             paths.append(path)
     except OSError as exc:

@@ -313,7 +313,7 @@ def test_transfer_only_run_shows_only_its_tables(tmp_path):
     md = export.to_markdown(report.build([path], n_boot=0, figures=False))
     tables = [ln for ln in md.splitlines() if ln.startswith("| run |")]
     assert tables == ["| run | MR | TREC |"] and "STS Spearman" not in md
-    assert "| transfer-only (baseline) | 71.50 | 80.25 |" in md
+    assert "| transfer-only | 71.50 | 80.25 |" in md
 
 
 @pytest.mark.parametrize("where", ["/sys/r.html", "folder"])
@@ -328,3 +328,80 @@ def test_out_errors_name_the_users_path(tmp_path, two_runs, where):
     res = cli("report", two_runs[0], "--out", out, "--bootstrap", 0)
     assert res.exit_code == 2 and f"cannot write the report to {out}: " in res.output
     assert ".tmp" not in res.output, res.output
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures a report draws, kept open for inspection (title -> axes)."""
+    from embeval.eval import plots
+
+    drawn = {}
+    real = plots.to_data_uri
+
+    def keep(fig, fmt="svg"):
+        ax = fig.axes[0]
+        drawn[ax.get_title()] = {
+            "ylim": ax.get_ylim(),
+            "lines": {ln.get_label(): ln.get_color() for ln in ax.get_lines()},
+            "texts": [t.get_text() for t in ax.texts if t.get_text()],
+        }
+        return real(fig, fmt)
+
+    monkeypatch.setattr(plots, "to_data_uri", keep)
+    return drawn
+
+
+def test_similarity_plots_share_one_y_range(two_runs, figures):
+    r = report.build(list(two_runs), n_boot=0)
+    sims = [c.dist_pairs["sim"] for c in r.cards]
+    assert (sims[0].min(), sims[0].max()) != (sims[1].min(), sims[1].max())
+    limits = {figures[f"{c.label}: STSBenchmark"]["ylim"] for c in r.cards}
+    (lo, hi), *rest = limits
+    assert not rest  # one range for both figures ...
+    assert lo <= min(s.min() for s in sims) and hi >= max(s.max() for s in sims)  # ... fits both
+
+
+def test_trajectory_linked_to_its_run_and_labels_apart(tmp_path, figures):
+    train = tmp_path / "simcse-run"
+    train.mkdir()
+    log = train / "train_log.jsonl"
+    steps = [(0, 0.2000, -2.0000), (125, 0.2001, -2.0002), (250, 0.2002, -2.0003)]  # barely moves
+    log.write_text(
+        "\n".join(
+            json.dumps(dict(zip(("step", "alignment", "uniformity"), s, strict=True)))
+            for s in steps
+        )
+    )
+    run = edit_json(
+        synthetic_run(tmp_path / "best.json", "best", 0.3),
+        lambda d: d["meta"].update(
+            checkpoint=str(train / "best"), checkpoint_path=str(train / "best")
+        ),
+    )
+    other = synthetic_run(tmp_path / "other.json", "other", 0.5)
+    r = report.build([other, run], train_logs=[log], n_boot=0)
+    (lg,) = r.logs
+    assert lg.run == "best" and lg.trajectory.label == "best (training)"
+    fig = figures["Alignment–uniformity (SimCSE Fig. 2)"]
+    assert fig["lines"]["best (training)"] == fig["lines"]["best"] != fig["lines"]["other"]
+    assert [t for t in fig["texts"] if "step" in t] == ["steps 0–250"]  # one label, not two on top
+    assert "training of run best" in report.render_html(r)
+    moved = report.plots.Trajectory("t", np.array([0, 9]), np.array([0.1, 0.3]), np.array([-1, -2]))
+    labels = report.plots.step_labels(moved, (-3.0, 0.0), (0.0, 0.5))
+    assert [text for text, _ in labels] == ["step 0", "step 9"]
+
+
+def test_single_run_is_no_baseline_and_pearson_is_shown(tmp_path):
+    path = synthetic_run(tmp_path / "only.json", "only", 0.3)
+    run = load_run(path)
+    r = report.build([path], n_boot=B)
+    html = report.render_html(r)
+    assert '<span class="sub">baseline</span>' not in html and 'class="baseline"' not in html
+    md = export.to_markdown(report.build([path], n_boot=0, figures=False))
+    assert "(baseline)" not in md and "| only |" in md
+    pearson = f"{run.tasks['STSBenchmark']['pearson']:.2f}"
+    assert "Pearson ×100" in html and pearson in html
+    assert (
+        r.tables[0].pearson.rows[0].cells["STSBenchmark"].value
+        == run.tasks["STSBenchmark"]["pearson"]
+    )

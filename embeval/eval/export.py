@@ -37,7 +37,7 @@ def md_table(t: Table) -> str:
         "|---|" + "---:|" * len(t.columns),
     ]
     for row in t.rows:
-        name = _md_text(row.label) + (" (baseline)" if row.baseline else "")
+        name = _md_text(row.label) + (" (baseline)" if row.baseline and t.compared else "")
         lines.append(f"| {name} | " + " | ".join(_md_cell(row.cells[c]) for c in t.columns) + " |")
     return "\n".join(lines)
 

@@ -31,6 +31,7 @@ class Trajectory:
     step: np.ndarray  # (T,)
     alignment: np.ndarray  # (T,)
     uniformity: np.ndarray  # (T,)
+    run: str | None = None  # label of the run scored from this training: drawn in its colour
 
 
 def to_data_uri(fig, fmt: str = "svg") -> str:
@@ -50,17 +51,15 @@ def alignment_uniformity(
     """SimCSE Figure 2 style: x = uniformity, y = alignment, both lower is better.
 
     points: (label, alignment, uniformity) per run; trajectories are drawn as lines from the
-    first logged step (hollow circle) to the last (arrow head).
+    first logged step (hollow circle) to the last (arrow head), in the colour of their run.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    colour = {label: f"C{i % 10}" for i, (label, _, _) in enumerate(points)}
+    spare = (f"C{i % 10}" for i in range(len(points), len(points) + len(trajectories)))
     for tr in trajectories:
-        (line,) = ax.plot(tr.uniformity, tr.alignment, "-", lw=1.2, alpha=0.8, label=tr.label)
-        c = line.get_color()
+        c = colour[tr.run] if tr.run in colour else next(spare)
+        ax.plot(tr.uniformity, tr.alignment, "-", lw=1.2, alpha=0.8, color=c, label=tr.label)
         ax.plot(tr.uniformity[0], tr.alignment[0], "o", mfc="none", mec=c, ms=7)
-        ends = [0, len(tr.step) - 1] if len(tr.step) > 1 else [0]
-        for i in ends:
-            xy = (tr.uniformity[i], tr.alignment[i])
-            ax.annotate(f"step {int(tr.step[i])}", xy, xytext=(4, 4), textcoords="offset points")
         if len(tr.step) > 1:  # arrow head on the last segment: the direction of training
             ax.annotate(
                 "",
@@ -70,14 +69,35 @@ def alignment_uniformity(
             )
     markers = "os^DvP*X"
     for i, (label, align, unif) in enumerate(points):
-        ax.plot(unif, align, markers[i % len(markers)], ms=9, label=label)
+        ax.plot(unif, align, markers[i % len(markers)], ms=9, color=colour[label], label=label)
     _min_span(ax, x=0.5, y=0.1)  # near-identical runs must not look far apart
+    for tr in trajectories:  # after the limits: closeness is judged on the drawn scale
+        for text, xy in step_labels(tr, ax.get_xlim(), ax.get_ylim()):
+            ax.annotate(text, xy, xytext=(4, 4), textcoords="offset points", fontsize=8)
     ax.set_xlabel("uniformity (lower is better)")
     ax.set_ylabel("alignment (lower is better)")
     ax.set_title("Alignment–uniformity (SimCSE Fig. 2)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     return to_data_uri(fig, fmt)
+
+
+def step_labels(
+    tr: Trajectory, xlim: tuple[float, float], ylim: tuple[float, float], close: float = 0.06
+) -> list[tuple[str, tuple[float, float]]]:
+    """(text, xy) of the first and last step labels of a trajectory.
+
+    When training barely moved the point (ends within `close` of the axes span), the two labels
+    would print over each other: one label "steps A–B" is drawn instead."""
+    first = (float(tr.uniformity[0]), float(tr.alignment[0]))
+    if len(tr.step) < 2:
+        return [(f"step {int(tr.step[0])}", first)]
+    last = (float(tr.uniformity[-1]), float(tr.alignment[-1]))
+    dx = abs(last[0] - first[0]) / (xlim[1] - xlim[0])
+    dy = abs(last[1] - first[1]) / (ylim[1] - ylim[0])
+    if max(dx, dy) < close:
+        return [(f"steps {int(tr.step[0])}–{int(tr.step[-1])}", last)]
+    return [(f"step {int(tr.step[0])}", first), (f"step {int(tr.step[-1])}", last)]
 
 
 def _min_span(ax, x: float, y: float) -> None:
@@ -96,8 +116,23 @@ def gold_bucket(gold: np.ndarray) -> np.ndarray:  # (N,) -> (N,) int in 0..4
     return np.clip(np.floor(g), 0, 4).astype(int)
 
 
-def similarity_by_gold(sim: np.ndarray, gold: np.ndarray, title: str, fmt: str = "svg") -> str:
-    """Box plots of predicted cosine per gold bucket: a good model's boxes climb left to right."""
+def shared_ylim(sims: Sequence[np.ndarray], pad: float = 0.05) -> tuple[float, float]:
+    """One y-range for every run's similarity plot, so the runs compare at a glance."""
+    lo = min(float(np.min(s)) for s in sims)
+    hi = max(float(np.max(s)) for s in sims)
+    margin = pad * max(hi - lo, 1e-3)
+    return lo - margin, hi + margin
+
+
+def similarity_by_gold(
+    sim: np.ndarray,
+    gold: np.ndarray,
+    title: str,
+    fmt: str = "svg",
+    ylim: tuple[float, float] | None = None,
+) -> str:
+    """Box plots of predicted cosine per gold bucket: a good model's boxes climb left to right.
+    `ylim`: the range shared by all runs of a report (`shared_ylim`); else matplotlib's own."""
     bucket = gold_bucket(gold)
     groups = [np.asarray(sim)[bucket == b] for b in range(5)]
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
@@ -108,6 +143,8 @@ def similarity_by_gold(sim: np.ndarray, gold: np.ndarray, title: str, fmt: str =
         ax.plot(b + jitter, groups[b], ".", ms=2, alpha=0.25, color="tab:blue", zorder=0)
     ax.set_xticks(range(5), [f"{GOLD_BUCKETS[b]}\nn={len(groups[b])}" for b in range(5)])
     ax.set_xlim(-0.6, 4.6)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_xlabel("gold score", fontsize=8)
     ax.set_ylabel("predicted cosine", fontsize=8)
     ax.tick_params(labelsize=7)

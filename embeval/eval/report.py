@@ -46,6 +46,8 @@ class RunCard:
     dist_task: str | None = None
     dist_plot: str | None = None
     dist_n: int = 0
+    dist_pairs: dict | None = field(default=None, repr=False)  # the plotted task's arrays
+    dist_ylim: tuple[float, float] | None = None  # shared by every card of the report
     worst: list[dict] = field(default_factory=list)
 
 
@@ -57,6 +59,7 @@ class TrainLog:
     skipped: int
     trajectory: plots.Trajectory | None
     dev: list[tuple[int, float]]  # (step, STS-B dev Spearman) when logged
+    run: str | None = None  # the report's run scored from a checkpoint of this training
     bad_lines: list[int] = field(default_factory=list)  # 1-based numbers of the skipped lines
 
 
@@ -153,7 +156,8 @@ def worst_pairs(p: dict[str, np.ndarray], k: int = N_WORST) -> list[dict]:
     ]
 
 
-def run_card(label: str, run: RunResult, fmt: str) -> RunCard:
+def run_card(label: str, run: RunResult) -> RunCard:
+    """Facts, diagnostics and worst pairs of one run; its figure is drawn by `draw_cards`."""
     m, d = run.meta or {}, run.diagnostics or {}
     facts = [
         ("checkpoint", str(m.get("checkpoint", "?"))),
@@ -183,10 +187,38 @@ def run_card(label: str, run: RunResult, fmt: str) -> RunCard:
     task = DIST_TASK if DIST_TASK in pairs else next((t for t in STS_TASKS if t in pairs), None)
     if task is not None and len(pairs[task].get("gold", ())) > 1:
         p = pairs[task]
-        card.dist_task, card.dist_n = task, len(p["gold"])
-        card.dist_plot = plots.similarity_by_gold(p["sim"], p["gold"], f"{label}: {task}", fmt)
+        card.dist_task, card.dist_n, card.dist_pairs = task, len(p["gold"]), p
         card.worst = worst_pairs(p)
     return card
+
+
+def draw_cards(cards: list[RunCard], fmt: str) -> None:
+    """Similarity-by-gold figures on ONE y-range, so that runs compare at a glance."""
+    shown = [c for c in cards if c.dist_pairs is not None]
+    if not shown:
+        return
+    ylim = plots.shared_ylim([c.dist_pairs["sim"] for c in shown])
+    for c in shown:
+        p, title = c.dist_pairs, f"{c.label}: {c.dist_task}"
+        c.dist_ylim = ylim
+        c.dist_plot = plots.similarity_by_gold(p["sim"], p["gold"], title, fmt, ylim)
+
+
+def link_logs(logs: list[TrainLog], labelled: list[tuple[str, RunResult]]) -> None:
+    """Name a training log's trajectory after the run scored from its checkpoints.
+
+    `embeval train --out DIR` writes DIR/train_log.jsonl beside DIR/best and DIR/last, so a run
+    whose checkpoint lies in DIR came from that training; its point and the trajectory then
+    share a name and a colour. Only DIR itself or a folder directly in it counts."""
+    for lg in logs:
+        folder = Path(lg.path).resolve().parent
+        for label, run in labelled:
+            ckpt = (run.meta or {}).get("checkpoint_path") or (run.meta or {}).get("checkpoint")
+            if ckpt and folder in (Path(str(ckpt)).resolve(), Path(str(ckpt)).resolve().parent):
+                lg.run = label
+                if lg.trajectory is not None:
+                    lg.trajectory.label, lg.trajectory.run = f"{label} (training)", label
+                break
 
 
 # ---------------------------------------------------------------- training logs
@@ -230,7 +262,7 @@ def read_train_log(path: str | os.PathLike) -> TrainLog:
     label = path.stem if path.stem not in ("train_log", "log", "train") else path.parent.name
     if steps:
         traj = plots.Trajectory(label, np.array(steps), np.array(align), np.array(unif))
-    return TrainLog(label, str(path), len(steps), len(bad), traj, dev, bad)
+    return TrainLog(label, str(path), len(steps), len(bad), traj, dev, bad_lines=bad)
 
 
 # ---------------------------------------------------------------- build + render
@@ -253,6 +285,7 @@ def build(
             "tables, each compared with its own baseline"
         )
     logs = [read_train_log(p) for p in train_logs]
+    link_logs(logs, labelled)
     for lg in logs:
         if lg.trajectory is None:
             notes.append(f"training log {lg.path}: no line with both alignment and uniformity")
@@ -277,7 +310,8 @@ def build(
         runs=[lab for lab, _ in labelled],
     )
     if figures:
-        report.cards = [run_card(lab, run, fmt) for lab, run in labelled]
+        report.cards = [run_card(lab, run) for lab, run in labelled]
+        draw_cards(report.cards, fmt)
         points = [
             (lab, r.diagnostics["alignment"], r.diagnostics["uniformity"])
             for lab, r in labelled

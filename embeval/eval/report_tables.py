@@ -51,6 +51,12 @@ class Table:
     notes: list[str] = field(default_factory=list)
     subsets: dict[str, tuple[list[str], list[Row]]] = field(default_factory=dict)
     other: Table | None = None  # non-STS tasks (transfer: entries with an "accuracy" key)
+    pearson: Table | None = None  # the same STS tasks' Pearson r (values only)
+
+    @property
+    def compared(self) -> bool:
+        """A baseline only means something when there is another row to compare with it."""
+        return len(self.rows) > 1
 
 
 # ---------------------------------------------------------------- grouping
@@ -171,6 +177,7 @@ def sts_table(
         _fill_stats(table, n_boot, seed)
     table.subsets = subset_tables(rows)
     table.other = other_table(rows)
+    table.pearson = pearson_table(rows, [c for c in columns if c != AVG])
     return table
 
 
@@ -195,6 +202,23 @@ def _fill_stats(table: Table, n_boot: int, seed: int) -> None:
 def _spearman(run: RunResult, task: str) -> float | None:
     entry = run.tasks.get(task)
     return entry.get("spearman") if isinstance(entry, dict) else None
+
+
+def pearson_table(rows: list[Row], tasks: list[str]) -> Table | None:
+    """Pearson r x100 of the STS tasks, which results files store beside Spearman: the
+    linear fit of cosine to gold that SentEval also prints (no intervals: Spearman is primary)."""
+    if not tasks:
+        return None
+    out = []
+    for r in rows:
+        cells = {}
+        for t in tasks:
+            m = r.run.tasks.get(t)
+            cells[t] = Cell(m.get("pearson") if isinstance(m, dict) else None)
+        out.append(Row(r.label, r.run, r.baseline, cells))
+    _fill_deltas(out, tasks)
+    _mark_best(out, tasks)
+    return Table("Pearson ×100", (), False, tasks, out, rows[0].label)
 
 
 def subset_tables(rows: list[Row]) -> dict[str, tuple[list[str], list[Row]]]:

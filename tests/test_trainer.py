@@ -285,8 +285,42 @@ def test_training_files_split_on_newlines_only(tmp_path):
 
 def test_batch_larger_than_data(tmp_path):
     data = write_sentences(tmp_path / "few.txt", n=5)
-    with pytest.raises(ValueError, match=r"batch size 8 .* larger than the 5 examples.*<= 5"):
+    with pytest.raises(ValueError, match=r"batch size 8 .* larger than the 5 examples.*size 5 or"):
         make_trainer(tmp_path, data=data)
+    # One sentence: no batch size has a negative, so none is suggested (batch 1 trains nothing).
+    one = write_sentences(tmp_path / "one.txt", n=1)
+    with pytest.raises(ValueError, match=r"larger than the 1 examples.*needs at least 2") as err:
+        make_trainer(tmp_path, data=one)
+    assert "--batch-size 1" not in str(err.value)
+
+
+def test_batch_size_one_is_refused_when_it_leaves_no_negative(tmp_path, monkeypatch):
+    """At batch size 1 an unsupervised or (sent0, sent1) batch is a 1x1 similarity matrix:
+    InfoNCE of a single logit is 0 and nothing is learned. A hard_neg column is a negative of
+    its own, so supervised triplets train at batch 1, except under align-uniform, which reads
+    only the in-batch columns."""
+    seen = []
+
+    def spy(sim, temperature):
+        seen.append((tuple(sim.shape), losses.infonce(sim, temperature).item()))
+        return losses.infonce(sim, temperature)
+
+    monkeypatch.setitem(losses.LOSSES, "spy", spy)
+    pairs, triplets = tmp_path / "pairs.csv", tmp_path / "nli.csv"
+    pairs.write_text("sent0,sent1\n" + "".join(f"a {w},the {w}\n" for w in WORDS))
+    rows = "".join(f"a {w},the {w},no {w}\n" for w in WORDS)
+    triplets.write_text("sent0,sent1,hard_neg\n" + rows)
+    for data in (None, pairs):
+        with pytest.raises(
+            ValueError,
+            match=r"batch size 1 x 1 .* leaves spy no negative.*"
+            r"loss would be 0.*--batch-size 2 or more",
+        ):
+            make_trainer(tmp_path, data=data, loss="spy", batch_size=1)
+    with pytest.raises(ValueError, match="align-uniform does not use hard_neg columns"):
+        make_trainer(tmp_path, data=triplets, loss="align-uniform", batch_size=1)
+    make_trainer(tmp_path, data=triplets, loss="spy", batch_size=1, steps=1).train()
+    assert seen[0][0] == (1, 2) and seen[0][1] > 0  # the hard negative is the one negative
 
 
 def test_long_lines_are_truncated_and_counted(tmp_path):

@@ -135,6 +135,46 @@ class TrainResult:
     truncated: int
 
 
+# Losses that read only the in-batch columns (the first B): hard_neg columns give them nothing.
+IN_BATCH_ONLY = ("align-uniform",)
+
+
+def negatives_per_anchor(global_batch: int, columns: int, loss: str) -> int:
+    """Negatives in each anchor's row of the similarity matrix: the other sentences of the
+    global batch, plus the batch's hard_neg column (a supervised CSV's third one) when the loss
+    reads it. 0 makes a contrastive loss identically 0 (InfoNCE of a single logit)."""
+    hard = global_batch if columns == 3 and loss not in IN_BATCH_ONLY else 0
+    return global_batch - 1 + hard
+
+
+def check_batch_size(batch_size: int, world: int, data: TrainData, loss: str) -> None:
+    """Refuse a batch that leaves no negative for the loss, or that the file cannot fill."""
+    cols, n = len(data.columns), len(data.examples)
+    least = 1 if negatives_per_anchor(world, cols, loss) else 2  # per process
+    if batch_size < least:
+        why = (
+            f"{loss} does not use hard_neg columns"
+            if loss in IN_BATCH_ONLY
+            else "a CSV with a hard_neg column would give each row a negative of its own"
+        )
+        raise ValueError(
+            f"batch size {batch_size} x {world} process(es) leaves {loss} no negative: each "
+            f"sentence of {data.path} is contrasted with the other sentences of its batch "
+            f"({why}), so the loss would be 0 and nothing learned; use --batch-size {least} "
+            "or more"
+        )
+    if batch_size * world > n:
+        fix = (
+            f"use --batch-size {n // world} or less"
+            if n // world >= least
+            else f"{loss} needs at least {least * world} for one batch with a negative"
+        )
+        raise ValueError(
+            f"batch size {batch_size} x {world} process(es) is larger than the {n} examples in "
+            f"{data.path}; {fix}"
+        )
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups as Hugging Face's Trainer builds them: no decay for biases and LayerNorm
     weights (the 1-d parameters); frozen parameters are left out."""
@@ -207,12 +247,8 @@ class Trainer:
         self.backbone = backbone.to(self.device)
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
+        check_batch_size(config.batch_size, self.world, self.data, config.loss)
         n, global_batch = len(self.data.examples), config.batch_size * self.world
-        if global_batch > n:
-            raise ValueError(
-                f"batch size {config.batch_size} x {self.world} process(es) is larger than the "
-                f"{n} examples in {self.data.path}; use --batch-size <= {n // self.world}"
-            )
         # Multi-process gathers need equal batches: drop the ragged last one there.
         self.steps_per_epoch = n // global_batch if self.world > 1 else math.ceil(n / global_batch)
         self.total_steps = (

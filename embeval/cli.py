@@ -533,6 +533,9 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
 @click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last with the same settings.")
 @click.option(
+    "--overwrite", is_flag=True, help="Delete the run OUT already holds and start afresh."
+)
+@click.option(
     "--eval-data",
     type=click.Path(file_okay=False),
     help="Data root holding STS-B dev. Default: $EMBEVAL_DATA, else data/.",
@@ -546,6 +549,7 @@ def train(
     train_file,
     out,
     resume,
+    overwrite,
     eval_data,
     no_eval,
     eval_batch_size,
@@ -571,6 +575,8 @@ def train(
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
+    if resume and overwrite:
+        fail(ValueError("--resume continues the run in --out, --overwrite deletes it: not both"))
     try:
         declared = None
         if model_name != "random-tiny" and fields["pooler"] is None:
@@ -596,7 +602,7 @@ def train(
         if not no_eval:
             evaluate = stsb_dev_evaluator(tokenizer, eval_data, device, eval_batch_size)
         trainer = Trainer(backbone, tokenizer, train_file, cfg, out, evaluate, device, progress)
-        result = trainer.train(resume=resume)
+        result = trainer.train(resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted; resume with the same command plus --resume ({out}/last)", err=True

@@ -187,6 +187,50 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, when):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
 
 
+def test_a_fresh_start_refuses_a_folder_that_holds_a_run(tmp_path):
+    """Training again into a folder with checkpoints or log records would replace best/, last/
+    and train_log.jsonl: refused, naming the folder and both ways on, unless overwrite=True.
+    A missing or empty folder, or one a run left before its first save, is fine."""
+    out = tmp_path / "out"
+    out.mkdir()
+    make_trainer(tmp_path, steps=2).train()  # an empty folder
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(
+        TrainingError,
+        match=r"out already holds a run \(best, last, train_log"
+        r"\.jsonl\); continue it with --resume, replace it with --overwrite",
+    ):
+        make_trainer(tmp_path, steps=3).train()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    make_trainer(tmp_path, steps=3).train(overwrite=True)
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3]
+    assert json.loads((out / "train_config.json").read_text())["steps"] == 3
+    assert make_trainer(tmp_path, steps=3).train(resume=True).step == 3  # resuming is fine
+    # A run stopped before its first save leaves its config and an empty log: nothing to lose.
+    early = tmp_path / "early" / "out"
+    early.mkdir(parents=True)
+    (early / "train_config.json").write_text("{}")
+    (early / "train_log.jsonl").write_text("")
+    assert make_trainer(tmp_path / "early", data=tmp_path / "train.txt", steps=1).train().step == 1
+
+
+def test_cli_train_refuses_an_out_folder_that_holds_a_run(tmp_path):
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+
+    data, out = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "run"
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+    args += ["--steps", "1", "--batch-size", "4", "--no-eval", "--no-progress"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1
+    assert f"{out} already holds a run" in again.output and "--overwrite" in again.output
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    both = CliRunner().invoke(main, [*args, "--overwrite", "--resume"])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
 def test_resume_recovers_a_save_cut_between_its_two_renames(tmp_path):
     """_save_last moves last/ aside to .last.old, then the new folder in: a crash between the
     two leaves only .last.old, which resume takes back."""

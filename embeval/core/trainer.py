@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -318,14 +319,17 @@ class Trainer:
         return self.loss_fn(sim, self.config.temperature, **self.hparams)
 
     # ------------------------------------------------------------------ loop
-    def train(self, resume: bool = False) -> TrainResult:
+    def train(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train from scratch, or from `last/` with resume=True. A fresh start into a folder
+        that holds a run (checkpoints or log records) is refused unless overwrite=True, which
+        deletes them first."""
         from tqdm.auto import tqdm
 
         cfg = self.config
         if resume:
             self._load_state()
         else:
-            self._fresh_start()
+            self._fresh_start(overwrite)
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -396,8 +400,23 @@ class Trainer:
         """Texts cut to max_length so far, over all processes (a collective call)."""
         return sum(dist.all_gather_objects(self.truncated))
 
-    def _fresh_start(self) -> None:
+    def _fresh_start(self, overwrite: bool) -> None:
         cfg = self.config
+        found = run_files(self.out) if dist.is_main() else []
+        found = dist.all_gather_objects(found)[0]  # rank 0's view: every process stops or none
+        if found and not overwrite:
+            raise TrainingError(
+                f"{self.out} already holds a run ({', '.join(found)}); continue it with "
+                "--resume, replace it with --overwrite, or choose another --out"
+            )
+        if found and dist.is_main():
+            log.warning("--overwrite: deleting %s in %s", ", ".join(found), self.out)
+            for name in found:
+                path = self.out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -590,6 +609,18 @@ class Trainer:
     def _log(self, rec: dict) -> None:
         with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
+
+
+def run_files(out: Path) -> list[str]:
+    """What a fresh start would replace in `out`: checkpoints (and the copies a save keeps
+    aside) and a non-empty log. A train_config.json alone (a run stopped before its first
+    save) holds nothing to lose."""
+    names = ["best", "last", aside(out / "best").name, aside(out / "last").name]
+    found = [n for n in names if (out / n).exists()]
+    log_file = out / LOG_FILE
+    if log_file.is_file() and log_file.stat().st_size > 0:
+        found.append(LOG_FILE)
+    return found
 
 
 def _save(backbone, tokenizer, path: Path, cfg: TrainConfig) -> Path:

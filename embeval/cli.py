@@ -428,6 +428,20 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     return evaluate
 
 
+def interrupted_text(trainer, out, resume: bool) -> str:
+    """What a Ctrl-C left in OUT; --resume is offered only when OUT/last holds a state."""
+    saved = None if trainer is None else trainer.saved_step
+    if saved is None and resume:
+        return f"interrupted before training resumed; {out}/last is as it was"
+    if saved is None:
+        return "interrupted before training started; nothing was saved"
+    best = "" if trainer.best_step is None else f"best/ (step {trainer.best_step}) and "
+    return (
+        f"interrupted at step {trainer.step}; {out} holds {best}last/ (step {saved}): "
+        "resume with the same command plus --resume"
+    )
+
+
 @main.command()
 @click.option(
     "--model",
@@ -575,6 +589,7 @@ def train(
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
+    trainer = None
     if resume and overwrite:
         fail(ValueError("--resume continues the run in --out, --overwrite deletes it: not both"))
     try:
@@ -604,9 +619,7 @@ def train(
         trainer = Trainer(backbone, tokenizer, train_file, cfg, out, evaluate, device, progress)
         result = trainer.train(resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted; resume with the same command plus --resume ({out}/last)", err=True
-        )
+        click.echo(f"\n{interrupted_text(trainer, out, resume)}", err=True)
         sys.exit(130)
     except (TrainingError, *USER_ERRORS) as exc:
         fail(exc, 1 if isinstance(exc, TrainingError) else 2)

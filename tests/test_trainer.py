@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from click.testing import CliRunner
 from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
@@ -229,6 +230,45 @@ def test_cli_train_refuses_an_out_folder_that_holds_a_run(tmp_path):
     assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
     both = CliRunner().invoke(main, [*args, "--overwrite", "--resume"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_ctrl_c_during_the_first_evaluation_saves_step_0_and_says_so(tmp_path, monkeypatch):
+    """A Ctrl-C while step 0 is being scored saved nothing, yet the CLI offered --resume, which
+    then failed. Now step 0 is saved to last/, the message names what OUT holds, and --resume
+    scores step 0 and trains on. Interrupted before training starts, it offers no --resume."""
+    import embeval.cli as cli
+    import embeval.core.model as model_module
+
+    calls = []
+
+    def fake_evaluator(tokenizer, root, device, batch_size):
+        def evaluate(model):
+            calls.append(1)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+            return {"stsb_dev": float(len(calls))}
+
+        return evaluate
+
+    monkeypatch.setattr(cli, "stsb_dev_evaluator", fake_evaluator)
+    data, out = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "run"
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+    args += ["--steps", "2", "--batch-size", "4", "--no-progress"]
+    res = CliRunner().invoke(cli.main, args)
+    assert res.exit_code == 130
+    assert f"interrupted at step 0; {out} holds last/ (step 0): resume with" in res.output
+    assert not (out / "best").exists()
+    resumed = CliRunner().invoke(cli.main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["step"] for r in read_log(out) if "stsb_dev" in r] == [0, 2]
+
+    def no_model(seed):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_module, "random_tiny", no_model)
+    early = CliRunner().invoke(cli.main, [*args[:6], str(tmp_path / "new"), *args[7:]])
+    assert early.exit_code == 130 and "nothing was saved" in early.output
+    assert "--resume" not in early.output
 
 
 def test_resume_recovers_a_save_cut_between_its_two_renames(tmp_path):

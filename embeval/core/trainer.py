@@ -337,11 +337,13 @@ class Trainer:
             unit="step",
             disable=not (self.progress and dist.is_main()),
         )
-        if self.step == 0 and not resume:
-            self._evaluate_and_save(0, {})
         window, t0 = [], time.perf_counter()
         rng = self._rng_state()  # matches the weights at self.step, for an interrupt
         try:
+            # Step 0 is scored unless a resumed run already holds its score (a Ctrl-C during
+            # that first evaluation saves step 0 below, so that --resume works from there).
+            if self.step == 0 and (not resume or self.best_step is None):
+                self._evaluate_and_save(0, {})
             while self.step < self.total_steps:
                 self.model.train()
                 loss = self.compute_loss(self.batch_examples(self.step))
@@ -490,8 +492,8 @@ class Trainer:
         self.last_score = float(score)
         is_best = self.best_score is None or score > self.best_score
         if is_best:
-            self.best_score, self.best_step = float(score), step
             self._save_best(step, metrics)
+            self.best_score, self.best_step = float(score), step  # once best/ holds it
         return {**metrics, "best": is_best}
 
     def _save_best(self, step: int, metrics: dict | None) -> None:

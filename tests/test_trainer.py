@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -332,6 +333,71 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert state["step"] == 3
     model, _, _ = load_model(last)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_a_full_disk_stops_with_the_folder_named_and_the_previous_checkpoints_intact(
+    tmp_path, monkeypatch, which
+):
+    """Saves at steps 0, 3 and 6; the one at step 6 hits a full disk. For best/ the weights
+    writer fails half-way with ENOSPC (an OSError); for last/ torch.save fails half-way as torch
+    does on a full disk (a RuntimeError). Training stops with a TrainingError naming the folder
+    and the step kept; best/ and last/ are byte for byte as before and load; no partial folder
+    is left."""
+    import errno
+
+    import transformers.modeling_utils as hf_modeling
+
+    import embeval.core.trainer as trainer_module
+
+    scores = iter([1.0, 2.0, 3.0] if which == "best" else [3.0, 2.0, 1.0])
+    tr = make_trainer(tmp_path, evaluate=lambda model: {"stsb_dev": next(scores)}, steps=6)
+    out, before = tmp_path / "out", {}
+
+    def full_safetensors(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+
+    class FullTorch:  # the trainer's torch module, whose save fails on a full disk
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        def save(self, obj, path):
+            Path(path).write_bytes(b"partial")
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    def fill_the_disk(trainer, step):
+        if step == 5:
+            before.update({p: p.read_bytes() for p in out.rglob("*") if p.is_file()})
+            if which == "best":
+                monkeypatch.setattr(hf_modeling, "safe_save_file", full_safetensors)
+            else:
+                monkeypatch.setattr(trainer_module, "torch", FullTorch())
+
+    tr.on_step_end.append(fill_the_disk)
+    where = rf"could not save the step-6 checkpoint to {out / which} \(.*"
+    kept = rf"\); the previous {which}/ \(step 3\) is intact; free space, then continue from "
+    with pytest.raises(TrainingError, match=where + kept + r"last/ \(step 3\) with --resume"):
+        tr.train()
+    monkeypatch.undo()
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def unlogged(files):  # the log may hold step 6's record; resume drops it
+        return {p: b for p, b in files.items() if p.name != "train_log.jsonl"}
+
+    assert unlogged(after) == unlogged(before) and unlogged(before)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best",
+        "last",
+        "train_config.json",
+        "train_log.jsonl",
+    ]
+    best_step = 3 if which == "best" else 0
+    assert json.loads((out / "best" / "embeval_train.json").read_text())["step"] == best_step
+    assert torch.load(out / "last" / "trainer_state.pt", weights_only=False)["step"] == 3
+    for folder in ("best", "last"):
+        model, _, _ = load_model(out / folder)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_bad_training_files(tmp_path):

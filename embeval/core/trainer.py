@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "train_config.json"
+BEST_INFO = "embeval_train.json"  # in best/: the step and metrics it was saved at
 
 
 class TrainingError(RuntimeError):
@@ -465,16 +466,24 @@ class Trainer:
         do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
         # One (RNG state, truncated count) per rank.
         ranks = dist.all_gather_objects((self._rng_state(), self.truncated)) if do_save else []
+        error = None
         if dist.is_main():
-            if do_eval:
-                rec.update(self._run_evaluate(step))
-            if rec:
-                self._log({"step": step, **rec})
-            self._unlogged = {}
-            if do_save:
-                self._save_last([rng for rng, _ in ranks], sum(n for _, n in ranks))
+            try:
+                if do_eval:
+                    rec.update(self._run_evaluate(step))
+                if rec:
+                    self._log({"step": step, **rec})
+                self._unlogged = {}
+                if do_save:
+                    self._save_last([rng for rng, _ in ranks], sum(n for _, n in ranks))
+            except TrainingError as exc:  # e.g. a full disk: every process stops, none waits
+                error = exc
         if do_eval or do_save:
-            dist.barrier()
+            failed = dist.all_gather_objects(error is not None)[0]  # also the barrier
+            if failed and error is None:
+                raise TrainingError("process 0 stopped training (its error says why)")
+        if error is not None:
+            raise error
 
     def _run_evaluate(self, step: int) -> dict:
         cfg = self.config
@@ -497,13 +506,10 @@ class Trainer:
         return {**metrics, "best": is_best}
 
     def _save_best(self, step: int, metrics: dict | None) -> None:
-        cfg = self.config
-        best = _save(self.backbone, self.tokenizer, self.out / "best", cfg)
-        _write_json(best / "embeval_train.json", {"step": step, "metrics": metrics or {}})
+        info = {"step": step, "metrics": metrics or {}}
+        self._save_dir("best", lambda new: _write_json(new / BEST_INFO, info))
 
     def _save_last(self, rngs: list[dict], truncated: int) -> None:
-        cfg = self.config
-        new = _save(self.backbone, self.tokenizer, self.out / ".last.new", cfg)
         state = {
             "step": self.step,
             "best_score": self.best_score,
@@ -513,12 +519,38 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rngs,  # per rank: dropout streams diverge with each rank's batch shapes
-            "config": dataclasses.asdict(cfg),
+            "config": dataclasses.asdict(self.config),
             "data": self._data_info(),
         }
-        torch.save(state, new / STATE_FILE)
-        replace_dir(new, self.out / "last")
+        self._save_dir("last", lambda new: torch.save(state, new / STATE_FILE))
         self.saved_step = self.step
+
+    def _save_dir(self, name: str, extra: Callable[[Path], None]) -> None:
+        """Write checkpoint `name` (plus what `extra(folder)` adds) beside it, then swap it in.
+
+        A write that fails (a full disk) leaves the previous checkpoint whole and no partial
+        folder behind, and stops training with the folder and the previous step named."""
+        dest, new = self.out / name, self.out / f".{name}.new"
+        try:
+            _save(self.backbone, self.tokenizer, new, self.config)
+            extra(new)
+            replace_dir(new, dest)
+        except Exception as exc:  # a full disk is OSError, safetensors' or torch's own error
+            shutil.rmtree(new, ignore_errors=True)
+            previous = self.saved_step if name == "last" else _best_step_on_disk(dest)
+            kept = (
+                f"the previous {name}/ (step {previous}) is intact"
+                if previous is not None
+                else f"no earlier {name}/ was saved"
+            )
+            if self.saved_step is not None:
+                kept += (
+                    f"; free space, then continue from last/ (step {self.saved_step}) with --resume"
+                )
+            raise TrainingError(
+                f"could not save the step-{self.step} checkpoint to {dest} "
+                f"({type(exc).__name__}: {exc}); {kept}"
+            ) from exc
 
     def _load_state(self) -> None:
         from safetensors.torch import load_file
@@ -652,6 +684,13 @@ def _sigint_deferred():
             previous(signal.SIGINT, None)
         elif caught and previous == signal.SIG_DFL:
             signal.raise_signal(signal.SIGINT)
+
+
+def _best_step_on_disk(best: Path) -> int | None:
+    try:
+        return json.loads((best / BEST_INFO).read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _line_step(line: str) -> float:

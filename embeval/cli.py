@@ -411,7 +411,11 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     from embeval.eval.score import score
 
     root = data_root(root)
-    load_sts("STSBenchmark", "dev", root)  # fail before training, not at the first evaluation
+    try:  # fail before training, not at the first evaluation
+        load_sts("STSBenchmark", "dev", root)
+    except DataError as exc:  # its advice names score's --data; here the folder is --eval-data
+        text = str(exc).replace("point --data", "point --eval-data")
+        raise DataError(f"STS-B dev for evaluation during training (--eval-data): {text}") from exc
 
     def evaluate(model) -> dict:
         enc = TransformerEncoder(

@@ -530,6 +530,21 @@ def test_cli_train_wires_the_stsb_dev_scorer(tmp_path, tiny_data):
     assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output
 
 
+def test_cli_train_names_eval_data_when_stsb_dev_is_missing(tmp_path):
+    """train's --data is the training file; the STS-B dev folder is --eval-data, and the error
+    must say so (it told the user to point --data at the STS folder)."""
+    from embeval.cli import main
+
+    data, empty = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "empty"
+    empty.mkdir()
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, [*args, "--steps", "1", "--eval-data", str(empty)])
+    assert res.exit_code == 2
+    assert "(--eval-data): no STS data found" in res.output
+    assert "point --eval-data / $EMBEVAL_DATA at" in res.output
+    assert "point --data" not in res.output
+
+
 def test_simcse_poolers_fill_in_what_the_user_left_out():
     assert simcse_poolers(None) == ("cls", "cls_before_pooler")  # plain HF encoder: SimCSE
     assert simcse_poolers("cls_before_pooler") == ("cls", "cls_before_pooler")  # embeval output

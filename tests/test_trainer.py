@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
 from embeval.core.model import load_model, random_tiny
 from embeval.core.train_data import read_training_file
-from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
+from embeval.core.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    contrastive_loss,
+    simcse_poolers,
+)
 
 
 def tiny(seed=0):
@@ -398,6 +405,73 @@ def test_a_full_disk_stops_with_the_folder_named_and_the_previous_checkpoints_in
     for folder in ("best", "last"):
         model, _, _ = load_model(out / folder)
         assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def fixed_views(seed=0, b=6, h=16):  # (2, b, H): fixed embeddings of norm about 12, not unit length
+    g = torch.Generator().manual_seed(seed)
+    return 3 * torch.randn(2, b, h, generator=g) + 1
+
+
+def test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_and_m():
+    """The Trainer's loss on two views z1, z2 equals focal_infonce(normalize(z1) @
+    normalize(z2).T, tau, m) computed directly, at tau 0.1 and m 0.2. Each guard shows the
+    figure moves if the Trainer dropped m (loss default 0.3), fixed tau at 0.05 or skipped the
+    L2 normalisation, so the equality can fail."""
+    z1, z2 = fixed_views()
+    sim = F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T  # (6, 6) cosines
+    got = contrastive_loss(
+        torch.stack([z1, z2]), cfg(loss="focal-infonce", temperature=0.1, focal_m=0.2)
+    )
+    want = losses.focal_infonce(sim, 0.1, m=0.2)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    for wrong in (
+        losses.focal_infonce(sim, 0.1),  # m dropped: the loss's default
+        losses.focal_infonce(sim, 0.05, m=0.2),  # --temp ignored
+        losses.focal_infonce(z1 @ z2.T, 0.1, m=0.2),  # no normalisation
+    ):
+        assert abs(wrong.item() - want.item()) > 1e-3
+
+
+def test_contrastive_loss_uses_the_config_s_temperature_and_normalises():
+    z1, z2 = fixed_views(1)
+    sim = F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T
+    got = contrastive_loss(torch.stack([z1, z2]), cfg(loss="infonce", temperature=0.1))
+    want = losses.infonce(sim, 0.1)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert abs(losses.infonce(sim, 0.05).item() - want.item()) > 1e-3  # tau 0.05 would show
+    assert abs(losses.infonce(z1 @ z2.T, 0.1).item() - want.item()) > 1e-3  # so would raw dots
+
+
+def test_the_trainer_computes_its_loss_with_contrastive_loss(tmp_path):
+    """End to end: with dropout 0 both views of a sentence are the model's embedding z, so the
+    Trainer's loss on a batch is focal_infonce(normalize(z) @ normalize(z).T, 0.1, m=0.2)."""
+    tr = make_trainer(
+        tmp_path, loss="focal-infonce", temperature=0.1, focal_m=0.2, dropout=0.0, pooler="avg"
+    )
+    examples = tr.batch_examples(0)
+    tr.model.train()
+    with torch.no_grad():
+        got = tr.compute_loss(examples)
+        z = F.normalize(tr.model(**tr.tokenize([ex[0] for ex in examples])[0]), dim=-1)
+    want = losses.focal_infonce(z @ z.T, 0.1, m=0.2)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    assert abs(losses.focal_infonce(z @ z.T, 0.1).item() - want.item()) > 1e-3
+
+
+def test_focal_m_defaults_are_the_paper_s():
+    """Focal-InfoNCE's m is 0.3 (PROTOCOL.md, from the authors' code), as the loss's default,
+    TrainConfig's and `embeval train --focal-m`'s; tau 0.05 likewise (SimCSE and the authors)."""
+    import inspect
+
+    from embeval.cli import train
+
+    params = inspect.signature(losses.focal_infonce).parameters
+    assert params["m"].default == 0.3 and params["temperature"].default == 0.05
+    assert TrainConfig().focal_m == params["m"].default
+    assert TrainConfig().temperature == params["temperature"].default
+    flags = {p.name: p.default for p in train.params}
+    assert flags["focal_m"] == TrainConfig().focal_m
+    assert flags["temperature"] == TrainConfig().temperature
 
 
 def test_bad_training_files(tmp_path):

@@ -177,6 +177,31 @@ def check_batch_size(batch_size: int, world: int, data: TrainData, loss: str) ->
         )
 
 
+def loss_kwargs(fn: Callable[..., torch.Tensor], cfg: TrainConfig) -> dict:
+    """The hyper-parameters `fn` accepts, from the config fields that hold them."""
+    candidates = {
+        "m": cfg.focal_m,
+        "hard_negative_weight": cfg.hard_negative_weight,
+        "lam": cfg.uniformity_weight,
+    }
+    return loss_hparams(fn, candidates)
+
+
+def contrastive_loss(emb: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:  # (V, b, H) -> ()
+    """The training loss of one batch from its embeddings, as SimCSE's `cl_forward` forms it.
+
+    emb[0] holds the anchors, emb[1] their positives (the second dropout view, or sent1) and
+    emb[2] the hard negatives when present. Vectors are L2-normalised in float32 (cosines), then
+    gathered over processes; sim = anchors @ candidates.T, (W b, W b + k) with positives on the
+    diagonal, goes to the loss `cfg.loss` with `cfg.temperature` and its hyper-parameters."""
+    fn = get_loss(cfg.loss)
+    emb = F.normalize(emb.float(), dim=-1)  # cosine in float32
+    anchors = dist.gather_with_grad(emb[0])  # (W b, H)
+    cands = torch.cat([dist.gather_with_grad(e) for e in emb[1:]])  # (k W b, H)
+    sim = anchors @ cands.T  # (W b, W b + k)
+    return fn(sim, cfg.temperature, **loss_kwargs(fn, cfg))
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups as Hugging Face's Trainer builds them: no decay for biases and LayerNorm
     weights (the 1-d parameters); frozen parameters are left out."""
@@ -222,15 +247,6 @@ class Trainer:
         self.data = data if isinstance(data, TrainData) else read_training_file(data)
         self.out = Path(out_dir)
         self.progress = progress
-        self.loss_fn = get_loss(config.loss)
-        self.hparams = loss_hparams(
-            self.loss_fn,
-            {
-                "m": config.focal_m,
-                "hard_negative_weight": config.hard_negative_weight,
-                "lam": config.uniformity_weight,
-            },
-        )
         dist_device = dist.init_from_env()
         self.device = torch.device(
             device or dist_device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -313,11 +329,7 @@ class Trainer:
         model = self.ddp or self.model
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             emb = model(**inputs)  # (views * b, H)
-        emb = F.normalize(emb.float(), dim=-1).view(views, b, -1)  # cosine in float32
-        anchors = dist.gather_with_grad(emb[0])  # (W b, H)
-        cands = torch.cat([dist.gather_with_grad(emb[v]) for v in range(1, views)])  # (k W b, H)
-        sim = anchors @ cands.T  # (W b, W b + k)
-        return self.loss_fn(sim, self.config.temperature, **self.hparams)
+        return contrastive_loss(emb.view(views, b, -1), self.config)
 
     # ------------------------------------------------------------------ loop
     def train(self, resume: bool = False, overwrite: bool = False) -> TrainResult:

@@ -417,7 +417,11 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     from embeval.eval.score import score
 
     root = data_root(root)
-    load_sts("STSBenchmark", "dev", root)  # fail before training, not at the first evaluation
+    try:  # fail before training, not at the first evaluation
+        load_sts("STSBenchmark", "dev", root)
+    except DataError as exc:  # its advice names score's --data; here the folder is --eval-data
+        text = str(exc).replace("point --data", "point --eval-data")
+        raise DataError(f"STS-B dev for evaluation during training (--eval-data): {text}") from exc
 
     def evaluate(model) -> dict:
         enc = TransformerEncoder(
@@ -432,6 +436,20 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
         }
 
     return evaluate
+
+
+def interrupted_text(trainer, out, resume: bool) -> str:
+    """What a Ctrl-C left in OUT; --resume is offered only when OUT/last holds a state."""
+    saved = None if trainer is None else trainer.saved_step
+    if saved is None and resume:
+        return f"interrupted before training resumed; {out}/last is as it was"
+    if saved is None:
+        return "interrupted before training started; nothing was saved"
+    best = "" if trainer.best_step is None else f"best/ (step {trainer.best_step}) and "
+    return (
+        f"interrupted at step {trainer.step}; {out} holds {best}last/ (step {saved}): "
+        "resume with the same command plus --resume"
+    )
 
 
 @main.command()
@@ -539,6 +557,9 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
 @click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last with the same settings.")
 @click.option(
+    "--overwrite", is_flag=True, help="Delete the run OUT already holds and start afresh."
+)
+@click.option(
     "--eval-data",
     type=click.Path(file_okay=False),
     help="Data root holding STS-B dev. Default: $EMBEVAL_DATA, else data/.",
@@ -552,6 +573,7 @@ def train(
     train_file,
     out,
     resume,
+    overwrite,
     eval_data,
     no_eval,
     eval_batch_size,
@@ -577,6 +599,9 @@ def train(
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
+    trainer = None
+    if resume and overwrite:
+        fail(ValueError("--resume continues the run in --out, --overwrite deletes it: not both"))
     try:
         declared = None
         if model_name != "random-tiny" and fields["pooler"] is None:
@@ -602,11 +627,9 @@ def train(
         if not no_eval:
             evaluate = stsb_dev_evaluator(tokenizer, eval_data, device, eval_batch_size)
         trainer = Trainer(backbone, tokenizer, train_file, cfg, out, evaluate, device, progress)
-        result = trainer.train(resume=resume)
+        result = trainer.train(resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted; resume with the same command plus --resume ({out}/last)", err=True
-        )
+        click.echo(f"\n{interrupted_text(trainer, out, resume)}", err=True)
         sys.exit(130)
     except (TrainingError, *USER_ERRORS) as exc:
         fail(exc, 1 if isinstance(exc, TrainingError) else 2)

@@ -55,3 +55,20 @@ def test_results_cache_and_checkpoints_get_the_umask_mode(
     backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
     ckpt = save_checkpoint(backbone, tok, tmp_path / "ckpt", "avg", 16)
     assert mode(ckpt) == 0o755 and mode(ckpt / "config.json") == 0o644
+
+
+def test_every_file_of_a_training_run_gets_the_umask_mode(tmp_path, umask_022):
+    """best/ and last/ as the Trainer writes them: the weights (safetensors creates them 0600),
+    the tokenizer, the sentence-transformers modules and trainer_state.pt are all 0644, folders
+    0755, like the log and config beside them."""
+    from embeval.core.trainer import TrainConfig, Trainer
+
+    backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+    data = tmp_path / "train.txt"
+    data.write_text("".join(f"sentence number {i}\n" for i in range(8)))
+    cfg = TrainConfig(batch_size=4, steps=1, max_length=8, normalize=True)
+    Trainer(backbone, tok, data, cfg, tmp_path / "out", progress=False).train()
+    paths = list((tmp_path / "out").rglob("*"))
+    assert {"model.safetensors", "trainer_state.pt", "2_Normalize"} <= {p.name for p in paths}
+    wrong = {str(p): oct(mode(p)) for p in paths if mode(p) != (0o755 if p.is_dir() else 0o644)}
+    assert not wrong

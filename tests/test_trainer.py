@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
 from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
 from embeval.core.model import load_model, random_tiny
 from embeval.core.train_data import read_training_file
-from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
+from embeval.core.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    contrastive_loss,
+    simcse_poolers,
+)
 
 
 def tiny(seed=0):
@@ -187,6 +196,89 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, when):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
 
 
+def test_a_fresh_start_refuses_a_folder_that_holds_a_run(tmp_path):
+    """Training again into a folder with checkpoints or log records would replace best/, last/
+    and train_log.jsonl: refused, naming the folder and both ways on, unless overwrite=True.
+    A missing or empty folder, or one a run left before its first save, is fine."""
+    out = tmp_path / "out"
+    out.mkdir()
+    make_trainer(tmp_path, steps=2).train()  # an empty folder
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(
+        TrainingError,
+        match=r"out already holds a run \(best, last, train_log"
+        r"\.jsonl\); continue it with --resume, replace it with --overwrite",
+    ):
+        make_trainer(tmp_path, steps=3).train()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    make_trainer(tmp_path, steps=3).train(overwrite=True)
+    assert [r["step"] for r in read_log(out)] == [1, 2, 3]
+    assert json.loads((out / "train_config.json").read_text())["steps"] == 3
+    assert make_trainer(tmp_path, steps=3).train(resume=True).step == 3  # resuming is fine
+    # A run stopped before its first save leaves its config and an empty log: nothing to lose.
+    early = tmp_path / "early" / "out"
+    early.mkdir(parents=True)
+    (early / "train_config.json").write_text("{}")
+    (early / "train_log.jsonl").write_text("")
+    assert make_trainer(tmp_path / "early", data=tmp_path / "train.txt", steps=1).train().step == 1
+
+
+def test_cli_train_refuses_an_out_folder_that_holds_a_run(tmp_path):
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+
+    data, out = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "run"
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+    args += ["--steps", "1", "--batch-size", "4", "--no-eval", "--no-progress"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1
+    assert f"{out} already holds a run" in again.output and "--overwrite" in again.output
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    both = CliRunner().invoke(main, [*args, "--overwrite", "--resume"])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_ctrl_c_during_the_first_evaluation_saves_step_0_and_says_so(tmp_path, monkeypatch):
+    """A Ctrl-C while step 0 is being scored saved nothing, yet the CLI offered --resume, which
+    then failed. Now step 0 is saved to last/, the message names what OUT holds, and --resume
+    scores step 0 and trains on. Interrupted before training starts, it offers no --resume."""
+    import embeval.cli as cli
+    import embeval.core.model as model_module
+
+    calls = []
+
+    def fake_evaluator(tokenizer, root, device, batch_size):
+        def evaluate(model):
+            calls.append(1)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+            return {"stsb_dev": float(len(calls))}
+
+        return evaluate
+
+    monkeypatch.setattr(cli, "stsb_dev_evaluator", fake_evaluator)
+    data, out = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "run"
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+    args += ["--steps", "2", "--batch-size", "4", "--no-progress"]
+    res = CliRunner().invoke(cli.main, args)
+    assert res.exit_code == 130
+    assert f"interrupted at step 0; {out} holds last/ (step 0): resume with" in res.output
+    assert not (out / "best").exists()
+    resumed = CliRunner().invoke(cli.main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["step"] for r in read_log(out) if "stsb_dev" in r] == [0, 2]
+
+    def no_model(seed):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_module, "random_tiny", no_model)
+    early = CliRunner().invoke(cli.main, [*args[:6], str(tmp_path / "new"), *args[7:]])
+    assert early.exit_code == 130 and "nothing was saved" in early.output
+    assert "--resume" not in early.output
+
+
 def test_resume_recovers_a_save_cut_between_its_two_renames(tmp_path):
     """_save_last moves last/ aside to .last.old, then the new folder in: a crash between the
     two leaves only .last.old, which resume takes back."""
@@ -250,6 +342,138 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_a_full_disk_stops_with_the_folder_named_and_the_previous_checkpoints_intact(
+    tmp_path, monkeypatch, which
+):
+    """Saves at steps 0, 3 and 6; the one at step 6 hits a full disk. For best/ the weights
+    writer fails half-way with ENOSPC (an OSError); for last/ torch.save fails half-way as torch
+    does on a full disk (a RuntimeError). Training stops with a TrainingError naming the folder
+    and the step kept; best/ and last/ are byte for byte as before and load; no partial folder
+    is left."""
+    import errno
+
+    import transformers.modeling_utils as hf_modeling
+
+    import embeval.core.trainer as trainer_module
+
+    scores = iter([1.0, 2.0, 3.0] if which == "best" else [3.0, 2.0, 1.0])
+    tr = make_trainer(tmp_path, evaluate=lambda model: {"stsb_dev": next(scores)}, steps=6)
+    out, before = tmp_path / "out", {}
+
+    def full_safetensors(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+
+    class FullTorch:  # the trainer's torch module, whose save fails on a full disk
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        def save(self, obj, path):
+            Path(path).write_bytes(b"partial")
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    def fill_the_disk(trainer, step):
+        if step == 5:
+            before.update({p: p.read_bytes() for p in out.rglob("*") if p.is_file()})
+            if which == "best":
+                monkeypatch.setattr(hf_modeling, "safe_save_file", full_safetensors)
+            else:
+                monkeypatch.setattr(trainer_module, "torch", FullTorch())
+
+    tr.on_step_end.append(fill_the_disk)
+    where = rf"could not save the step-6 checkpoint to {out / which} \(.*"
+    kept = rf"\); the previous {which}/ \(step 3\) is intact; free space, then continue from "
+    with pytest.raises(TrainingError, match=where + kept + r"last/ \(step 3\) with --resume"):
+        tr.train()
+    monkeypatch.undo()
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def unlogged(files):  # the log may hold step 6's record; resume drops it
+        return {p: b for p, b in files.items() if p.name != "train_log.jsonl"}
+
+    assert unlogged(after) == unlogged(before) and unlogged(before)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best",
+        "last",
+        "train_config.json",
+        "train_log.jsonl",
+    ]
+    best_step = 3 if which == "best" else 0
+    assert json.loads((out / "best" / "embeval_train.json").read_text())["step"] == best_step
+    assert torch.load(out / "last" / "trainer_state.pt", weights_only=False)["step"] == 3
+    for folder in ("best", "last"):
+        model, _, _ = load_model(out / folder)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def fixed_views(seed=0, b=6, h=16):  # (2, b, H): fixed embeddings of norm about 12, not unit length
+    g = torch.Generator().manual_seed(seed)
+    return 3 * torch.randn(2, b, h, generator=g) + 1
+
+
+def test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_and_m():
+    """The Trainer's loss on two views z1, z2 equals focal_infonce(normalize(z1) @
+    normalize(z2).T, tau, m) computed directly, at tau 0.1 and m 0.2. Each guard shows the
+    figure moves if the Trainer dropped m (loss default 0.3), fixed tau at 0.05 or skipped the
+    L2 normalisation, so the equality can fail."""
+    z1, z2 = fixed_views()
+    sim = F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T  # (6, 6) cosines
+    got = contrastive_loss(
+        torch.stack([z1, z2]), cfg(loss="focal-infonce", temperature=0.1, focal_m=0.2)
+    )
+    want = losses.focal_infonce(sim, 0.1, m=0.2)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    for wrong in (
+        losses.focal_infonce(sim, 0.1),  # m dropped: the loss's default
+        losses.focal_infonce(sim, 0.05, m=0.2),  # --temp ignored
+        losses.focal_infonce(z1 @ z2.T, 0.1, m=0.2),  # no normalisation
+    ):
+        assert abs(wrong.item() - want.item()) > 1e-3
+
+
+def test_contrastive_loss_uses_the_config_s_temperature_and_normalises():
+    z1, z2 = fixed_views(1)
+    sim = F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T
+    got = contrastive_loss(torch.stack([z1, z2]), cfg(loss="infonce", temperature=0.1))
+    want = losses.infonce(sim, 0.1)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert abs(losses.infonce(sim, 0.05).item() - want.item()) > 1e-3  # tau 0.05 would show
+    assert abs(losses.infonce(z1 @ z2.T, 0.1).item() - want.item()) > 1e-3  # so would raw dots
+
+
+def test_the_trainer_computes_its_loss_with_contrastive_loss(tmp_path):
+    """End to end: with dropout 0 both views of a sentence are the model's embedding z, so the
+    Trainer's loss on a batch is focal_infonce(normalize(z) @ normalize(z).T, 0.1, m=0.2)."""
+    tr = make_trainer(
+        tmp_path, loss="focal-infonce", temperature=0.1, focal_m=0.2, dropout=0.0, pooler="avg"
+    )
+    examples = tr.batch_examples(0)
+    tr.model.train()
+    with torch.no_grad():
+        got = tr.compute_loss(examples)
+        z = F.normalize(tr.model(**tr.tokenize([ex[0] for ex in examples])[0]), dim=-1)
+    want = losses.focal_infonce(z @ z.T, 0.1, m=0.2)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    assert abs(losses.focal_infonce(z @ z.T, 0.1).item() - want.item()) > 1e-3
+
+
+def test_focal_m_defaults_are_the_paper_s():
+    """Focal-InfoNCE's m is 0.3 (PROTOCOL.md, from the authors' code), as the loss's default,
+    TrainConfig's and `embeval train --focal-m`'s; tau 0.05 likewise (SimCSE and the authors)."""
+    import inspect
+
+    from embeval.cli import train
+
+    params = inspect.signature(losses.focal_infonce).parameters
+    assert params["m"].default == 0.3 and params["temperature"].default == 0.05
+    assert TrainConfig().focal_m == params["m"].default
+    assert TrainConfig().temperature == params["temperature"].default
+    flags = {p.name: p.default for p in train.params}
+    assert flags["focal_m"] == TrainConfig().focal_m
+    assert flags["temperature"] == TrainConfig().temperature
+
+
 def test_bad_training_files(tmp_path):
     with pytest.raises(ValueError, match=r"missing\.txt does not exist"):
         read_training_file(tmp_path / "missing.txt")
@@ -285,8 +509,42 @@ def test_training_files_split_on_newlines_only(tmp_path):
 
 def test_batch_larger_than_data(tmp_path):
     data = write_sentences(tmp_path / "few.txt", n=5)
-    with pytest.raises(ValueError, match=r"batch size 8 .* larger than the 5 examples.*<= 5"):
+    with pytest.raises(ValueError, match=r"batch size 8 .* larger than the 5 examples.*size 5 or"):
         make_trainer(tmp_path, data=data)
+    # One sentence: no batch size has a negative, so none is suggested (batch 1 trains nothing).
+    one = write_sentences(tmp_path / "one.txt", n=1)
+    with pytest.raises(ValueError, match=r"larger than the 1 examples.*needs at least 2") as err:
+        make_trainer(tmp_path, data=one)
+    assert "--batch-size 1" not in str(err.value)
+
+
+def test_batch_size_one_is_refused_when_it_leaves_no_negative(tmp_path, monkeypatch):
+    """At batch size 1 an unsupervised or (sent0, sent1) batch is a 1x1 similarity matrix:
+    InfoNCE of a single logit is 0 and nothing is learned. A hard_neg column is a negative of
+    its own, so supervised triplets train at batch 1, except under align-uniform, which reads
+    only the in-batch columns."""
+    seen = []
+
+    def spy(sim, temperature):
+        seen.append((tuple(sim.shape), losses.infonce(sim, temperature).item()))
+        return losses.infonce(sim, temperature)
+
+    monkeypatch.setitem(losses.LOSSES, "spy", spy)
+    pairs, triplets = tmp_path / "pairs.csv", tmp_path / "nli.csv"
+    pairs.write_text("sent0,sent1\n" + "".join(f"a {w},the {w}\n" for w in WORDS))
+    rows = "".join(f"a {w},the {w},no {w}\n" for w in WORDS)
+    triplets.write_text("sent0,sent1,hard_neg\n" + rows)
+    for data in (None, pairs):
+        with pytest.raises(
+            ValueError,
+            match=r"batch size 1 x 1 .* leaves spy no negative.*"
+            r"loss would be 0.*--batch-size 2 or more",
+        ):
+            make_trainer(tmp_path, data=data, loss="spy", batch_size=1)
+    with pytest.raises(ValueError, match="align-uniform does not use hard_neg columns"):
+        make_trainer(tmp_path, data=triplets, loss="align-uniform", batch_size=1)
+    make_trainer(tmp_path, data=triplets, loss="spy", batch_size=1, steps=1).train()
+    assert seen[0][0] == (1, 2) and seen[0][1] > 0  # the hard negative is the one negative
 
 
 def test_long_lines_are_truncated_and_counted(tmp_path):
@@ -344,6 +602,21 @@ def test_cli_train_wires_the_stsb_dev_scorer(tmp_path, tiny_data):
     assert missing.exit_code == 2 and "nope.txt does not exist" in missing.output
     resumed = CliRunner().invoke(main, [*args, "--resume"])  # finished run: nothing left to do
     assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output
+
+
+def test_cli_train_names_eval_data_when_stsb_dev_is_missing(tmp_path):
+    """train's --data is the training file; the STS-B dev folder is --eval-data, and the error
+    must say so (it told the user to point --data at the STS folder)."""
+    from embeval.cli import main
+
+    data, empty = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "empty"
+    empty.mkdir()
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, [*args, "--steps", "1", "--eval-data", str(empty)])
+    assert res.exit_code == 2
+    assert "(--eval-data): no STS data found" in res.output
+    assert "point --eval-data / $EMBEVAL_DATA at" in res.output
+    assert "point --data" not in res.output
 
 
 def test_simcse_poolers_fill_in_what_the_user_left_out():

@@ -25,6 +25,16 @@ def open_mode(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
+def open_mode_tree(root: str | os.PathLike) -> None:
+    """open_mode for `root` and everything under it. Some writers do not create files the way
+    open() does (safetensors' save_file makes them 0600), so a folder written by a library is
+    given the mode its neighbours have before it is renamed into place."""
+    open_mode(root)
+    for path in Path(root).rglob("*"):
+        if not path.is_symlink():
+            open_mode(path)
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Create or replace `path` with what `write(f)` writes; nothing changes if it raises."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public mo
     resolve_checkpoint,
     write_json,
 )
-from embeval.core.fileio import replace_dir, temp_dir_beside
+from embeval.core.fileio import open_mode_tree, replace_dir, temp_dir_beside
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,7 @@ def save_checkpoint(
         _write_sentence_transformers_files(
             tmp, backbone.config.hidden_size, pooler, max_length, normalize
         )
+        open_mode_tree(tmp)  # safetensors writes the weights 0600
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

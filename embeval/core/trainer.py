@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "train_config.json"
+BEST_INFO = "embeval_train.json"  # in best/: the step and metrics it was saved at
 
 
 class TrainingError(RuntimeError):
@@ -135,6 +137,71 @@ class TrainResult:
     truncated: int
 
 
+# Losses that read only the in-batch columns (the first B): hard_neg columns give them nothing.
+IN_BATCH_ONLY = ("align-uniform",)
+
+
+def negatives_per_anchor(global_batch: int, columns: int, loss: str) -> int:
+    """Negatives in each anchor's row of the similarity matrix: the other sentences of the
+    global batch, plus the batch's hard_neg column (a supervised CSV's third one) when the loss
+    reads it. 0 makes a contrastive loss identically 0 (InfoNCE of a single logit)."""
+    hard = global_batch if columns == 3 and loss not in IN_BATCH_ONLY else 0
+    return global_batch - 1 + hard
+
+
+def check_batch_size(batch_size: int, world: int, data: TrainData, loss: str) -> None:
+    """Refuse a batch that leaves no negative for the loss, or that the file cannot fill."""
+    cols, n = len(data.columns), len(data.examples)
+    least = 1 if negatives_per_anchor(world, cols, loss) else 2  # per process
+    if batch_size < least:
+        why = (
+            f"{loss} does not use hard_neg columns"
+            if loss in IN_BATCH_ONLY
+            else "a CSV with a hard_neg column would give each row a negative of its own"
+        )
+        raise ValueError(
+            f"batch size {batch_size} x {world} process(es) leaves {loss} no negative: each "
+            f"sentence of {data.path} is contrasted with the other sentences of its batch "
+            f"({why}), so the loss would be 0 and nothing learned; use --batch-size {least} "
+            "or more"
+        )
+    if batch_size * world > n:
+        fix = (
+            f"use --batch-size {n // world} or less"
+            if n // world >= least
+            else f"{loss} needs at least {least * world} for one batch with a negative"
+        )
+        raise ValueError(
+            f"batch size {batch_size} x {world} process(es) is larger than the {n} examples in "
+            f"{data.path}; {fix}"
+        )
+
+
+def loss_kwargs(fn: Callable[..., torch.Tensor], cfg: TrainConfig) -> dict:
+    """The hyper-parameters `fn` accepts, from the config fields that hold them."""
+    candidates = {
+        "m": cfg.focal_m,
+        "hard_negative_weight": cfg.hard_negative_weight,
+        "lam": cfg.uniformity_weight,
+    }
+    return loss_hparams(fn, candidates)
+
+
+def contrastive_loss(emb: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:  # (V, b, H) -> ()
+    """The training loss of one batch from its embeddings, as SimCSE's `cl_forward` forms it.
+
+    emb[0] holds the anchors, emb[1] their positives (the second dropout view, or sent1) and
+    emb[2] the hard negatives when present. Vectors are L2-normalised in float32 (cosines), then
+    gathered over processes; sim = anchors @ candidates.T, (W b, W b + k) with positives on the
+    diagonal, goes to the loss `cfg.loss` with `cfg.temperature` and its hyper-parameters."""
+    fn = get_loss(cfg.loss)
+    emb = F.normalize(emb.float(), dim=-1)  # cosine in float32
+    anchors = dist.gather_with_grad(emb[0])  # (W b, H)
+    cands = torch.cat([dist.gather_with_grad(e) for e in emb[1:]])  # (k W b, H)
+    sim = anchors @ cands.T  # (W b, W b + k)
+    return fn(sim, cfg.temperature, **loss_kwargs(fn, cfg))
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups as Hugging Face's Trainer builds them: no decay for biases and LayerNorm
     weights (the 1-d parameters); frozen parameters are left out."""
@@ -180,15 +247,6 @@ class Trainer:
         self.data = data if isinstance(data, TrainData) else read_training_file(data)
         self.out = Path(out_dir)
         self.progress = progress
-        self.loss_fn = get_loss(config.loss)
-        self.hparams = loss_hparams(
-            self.loss_fn,
-            {
-                "m": config.focal_m,
-                "hard_negative_weight": config.hard_negative_weight,
-                "lam": config.uniformity_weight,
-            },
-        )
         dist_device = dist.init_from_env()
         self.device = torch.device(
             device or dist_device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -207,12 +265,8 @@ class Trainer:
         self.backbone = backbone.to(self.device)
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
+        check_batch_size(config.batch_size, self.world, self.data, config.loss)
         n, global_batch = len(self.data.examples), config.batch_size * self.world
-        if global_batch > n:
-            raise ValueError(
-                f"batch size {config.batch_size} x {self.world} process(es) is larger than the "
-                f"{n} examples in {self.data.path}; use --batch-size <= {n // self.world}"
-            )
         # Multi-process gathers need equal batches: drop the ragged last one there.
         self.steps_per_epoch = n // global_batch if self.world > 1 else math.ceil(n / global_batch)
         self.total_steps = (
@@ -275,21 +329,20 @@ class Trainer:
         model = self.ddp or self.model
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             emb = model(**inputs)  # (views * b, H)
-        emb = F.normalize(emb.float(), dim=-1).view(views, b, -1)  # cosine in float32
-        anchors = dist.gather_with_grad(emb[0])  # (W b, H)
-        cands = torch.cat([dist.gather_with_grad(emb[v]) for v in range(1, views)])  # (k W b, H)
-        sim = anchors @ cands.T  # (W b, W b + k)
-        return self.loss_fn(sim, self.config.temperature, **self.hparams)
+        return contrastive_loss(emb.view(views, b, -1), self.config)
 
     # ------------------------------------------------------------------ loop
-    def train(self, resume: bool = False) -> TrainResult:
+    def train(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train from scratch, or from `last/` with resume=True. A fresh start into a folder
+        that holds a run (checkpoints or log records) is refused unless overwrite=True, which
+        deletes them first."""
         from tqdm.auto import tqdm
 
         cfg = self.config
         if resume:
             self._load_state()
         else:
-            self._fresh_start()
+            self._fresh_start(overwrite)
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -297,11 +350,13 @@ class Trainer:
             unit="step",
             disable=not (self.progress and dist.is_main()),
         )
-        if self.step == 0 and not resume:
-            self._evaluate_and_save(0, {})
         window, t0 = [], time.perf_counter()
         rng = self._rng_state()  # matches the weights at self.step, for an interrupt
         try:
+            # Step 0 is scored unless a resumed run already holds its score (a Ctrl-C during
+            # that first evaluation saves step 0 below, so that --resume works from there).
+            if self.step == 0 and (not resume or self.best_step is None):
+                self._evaluate_and_save(0, {})
             while self.step < self.total_steps:
                 self.model.train()
                 loss = self.compute_loss(self.batch_examples(self.step))
@@ -360,8 +415,23 @@ class Trainer:
         """Texts cut to max_length so far, over all processes (a collective call)."""
         return sum(dist.all_gather_objects(self.truncated))
 
-    def _fresh_start(self) -> None:
+    def _fresh_start(self, overwrite: bool) -> None:
         cfg = self.config
+        found = run_files(self.out) if dist.is_main() else []
+        found = dist.all_gather_objects(found)[0]  # rank 0's view: every process stops or none
+        if found and not overwrite:
+            raise TrainingError(
+                f"{self.out} already holds a run ({', '.join(found)}); continue it with "
+                "--resume, replace it with --overwrite, or choose another --out"
+            )
+        if found and dist.is_main():
+            log.warning("--overwrite: deleting %s in %s", ", ".join(found), self.out)
+            for name in found:
+                path = self.out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -408,16 +478,24 @@ class Trainer:
         do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
         # One (RNG state, truncated count) per rank.
         ranks = dist.all_gather_objects((self._rng_state(), self.truncated)) if do_save else []
+        error = None
         if dist.is_main():
-            if do_eval:
-                rec.update(self._run_evaluate(step))
-            if rec:
-                self._log({"step": step, **rec})
-            self._unlogged = {}
-            if do_save:
-                self._save_last([rng for rng, _ in ranks], sum(n for _, n in ranks))
+            try:
+                if do_eval:
+                    rec.update(self._run_evaluate(step))
+                if rec:
+                    self._log({"step": step, **rec})
+                self._unlogged = {}
+                if do_save:
+                    self._save_last([rng for rng, _ in ranks], sum(n for _, n in ranks))
+            except TrainingError as exc:  # e.g. a full disk: every process stops, none waits
+                error = exc
         if do_eval or do_save:
-            dist.barrier()
+            failed = dist.all_gather_objects(error is not None)[0]  # also the barrier
+            if failed and error is None:
+                raise TrainingError("process 0 stopped training (its error says why)")
+        if error is not None:
+            raise error
 
     def _run_evaluate(self, step: int) -> dict:
         cfg = self.config
@@ -435,18 +513,15 @@ class Trainer:
         self.last_score = float(score)
         is_best = self.best_score is None or score > self.best_score
         if is_best:
-            self.best_score, self.best_step = float(score), step
             self._save_best(step, metrics)
+            self.best_score, self.best_step = float(score), step  # once best/ holds it
         return {**metrics, "best": is_best}
 
     def _save_best(self, step: int, metrics: dict | None) -> None:
-        cfg = self.config
-        best = _save(self.backbone, self.tokenizer, self.out / "best", cfg)
-        _write_json(best / "embeval_train.json", {"step": step, "metrics": metrics or {}})
+        info = {"step": step, "metrics": metrics or {}}
+        self._save_dir("best", lambda new: _write_json(new / BEST_INFO, info))
 
     def _save_last(self, rngs: list[dict], truncated: int) -> None:
-        cfg = self.config
-        new = _save(self.backbone, self.tokenizer, self.out / ".last.new", cfg)
         state = {
             "step": self.step,
             "best_score": self.best_score,
@@ -456,12 +531,38 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rngs,  # per rank: dropout streams diverge with each rank's batch shapes
-            "config": dataclasses.asdict(cfg),
+            "config": dataclasses.asdict(self.config),
             "data": self._data_info(),
         }
-        torch.save(state, new / STATE_FILE)
-        replace_dir(new, self.out / "last")
+        self._save_dir("last", lambda new: torch.save(state, new / STATE_FILE))
         self.saved_step = self.step
+
+    def _save_dir(self, name: str, extra: Callable[[Path], None]) -> None:
+        """Write checkpoint `name` (plus what `extra(folder)` adds) beside it, then swap it in.
+
+        A write that fails (a full disk) leaves the previous checkpoint whole and no partial
+        folder behind, and stops training with the folder and the previous step named."""
+        dest, new = self.out / name, self.out / f".{name}.new"
+        try:
+            _save(self.backbone, self.tokenizer, new, self.config)
+            extra(new)
+            replace_dir(new, dest)
+        except Exception as exc:  # a full disk is OSError, safetensors' or torch's own error
+            shutil.rmtree(new, ignore_errors=True)
+            previous = self.saved_step if name == "last" else _best_step_on_disk(dest)
+            kept = (
+                f"the previous {name}/ (step {previous}) is intact"
+                if previous is not None
+                else f"no earlier {name}/ was saved"
+            )
+            if self.saved_step is not None:
+                kept += (
+                    f"; free space, then continue from last/ (step {self.saved_step}) with --resume"
+                )
+            raise TrainingError(
+                f"could not save the step-{self.step} checkpoint to {dest} "
+                f"({type(exc).__name__}: {exc}); {kept}"
+            ) from exc
 
     def _load_state(self) -> None:
         from safetensors.torch import load_file
@@ -556,6 +657,18 @@ class Trainer:
             f.write(json.dumps(rec) + "\n")
 
 
+def run_files(out: Path) -> list[str]:
+    """What a fresh start would replace in `out`: checkpoints (and the copies a save keeps
+    aside) and a non-empty log. A train_config.json alone (a run stopped before its first
+    save) holds nothing to lose."""
+    names = ["best", "last", aside(out / "best").name, aside(out / "last").name]
+    found = [n for n in names if (out / n).exists()]
+    log_file = out / LOG_FILE
+    if log_file.is_file() and log_file.stat().st_size > 0:
+        found.append(LOG_FILE)
+    return found
+
+
 def _save(backbone, tokenizer, path: Path, cfg: TrainConfig) -> Path:
     """save_checkpoint with the evaluation pooler, without transformers' per-save progress bar."""
     with hf_progress_bars_off():
@@ -583,6 +696,13 @@ def _sigint_deferred():
             previous(signal.SIGINT, None)
         elif caught and previous == signal.SIG_DFL:
             signal.raise_signal(signal.SIGINT)
+
+
+def _best_step_on_disk(best: Path) -> int | None:
+    try:
+        return json.loads((best / BEST_INFO).read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _line_step(line: str) -> float:

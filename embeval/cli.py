@@ -1,8 +1,6 @@
 """embeval command line: one small handler per subcommand. The only module that prints.
 
-Quick start:
-  embeval score                          # packaged all-MiniLM-L6-v2 on the whole STS suite
-  embeval score CHECKPOINT --split dev   # STS-B dev + SICK trial (model selection)
+`embeval --help` ends with QUICK_START.
 """
 
 from __future__ import annotations
@@ -31,9 +29,28 @@ def fail(exc: Exception, code: int = 2) -> None:
     sys.exit(code)
 
 
-@click.group(
-    epilog=__doc__.split("Quick start:")[1] and "Run `embeval COMMAND --help` for options."
-)
+QUICK_START = """\b
+Quick start:
+  embeval score                         # packaged all-MiniLM-L6-v2, STS suite
+  embeval score CHECKPOINT --split dev  # STS-B dev + SICK trial
+  embeval report reports/runs/*.json    # compare runs: reports/index.html
+
+Run `embeval COMMAND --help` for options."""
+
+
+class Command(click.Command):
+    def get_short_help_str(self, limit: int = 45) -> str:
+        """The docstring's whole first sentence, wrapped by the help formatter: click's default
+        cuts it at `limit` characters with "...", which hid what most commands do."""
+        return super().get_short_help_str(limit=10**6)
+
+
+class Group(Command, click.Group):
+    command_class = Command
+    group_class = type  # subgroups (`embeval data`) are Groups too
+
+
+@click.group(cls=Group, epilog=QUICK_START)
 @click.version_option(package_name="embeval")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:

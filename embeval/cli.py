@@ -60,7 +60,33 @@ def main(verbose: int) -> None:
 
 
 def split_tasks(values: tuple[str, ...]) -> list[str]:
-    return [t for v in values for t in v.split(",") if t.strip()]
+    """Task names from repeated, comma-separated --tasks values; [] when none was given (the
+    defaults). An empty name is refused: `--tasks ""` used to run the whole default suite."""
+    names = [t.strip() for v in values for t in v.split(",")]
+    if "" in names:
+        given = " ".join(repr(v) for v in values)
+        raise click.BadParameter(
+            f"empty task name in {given}; expected comma-separated names such as STS12,stsb",
+            param_hint="--tasks",
+        )
+    return names
+
+
+def check_run_name(ctx, param, name: str | None) -> str | None:
+    """--name is a label, not a path: refused at parse time, before minutes of encoding."""
+    if name is not None and (re.search(r"[/\\]", name) or name.strip(".") == ""):
+        raise click.BadParameter(
+            f"{name!r} is a path; a run name cannot hold / or \\ or be only dots. "
+            "Choose where results go with --out FILE.",
+            param_hint="--name",
+        )
+    return name
+
+
+def run_slug(name: str) -> str:
+    """The run name as a visible file name: characters other than letters, digits, . _ - become
+    _, and leading/trailing . _ - are dropped (so no hidden file and no path); "run" if empty."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "run"
 
 
 def build_encoder(
@@ -149,8 +175,7 @@ def run_score(
         limit=limit,
         name=name,
     )
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", run.name)
-    path = Path(out) if out else RUNS_DIR / f"{slug}-{split}.json"
+    path = Path(out) if out else RUNS_DIR / f"{run_slug(run.name)}-{split}.json"
     return run, save_run(run, path)
 
 
@@ -160,7 +185,7 @@ def run_score(
     "--tasks",
     multiple=True,
     help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, … "
-    "(default: all STS).",
+    "Repeatable. Default: all STS tasks of the split.",
 )
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(
@@ -171,7 +196,12 @@ def run_score(
     help="simcse: SentEval text, SICK-R test; mteb: raw text, SICK-R all pairs.",
 )
 @click.option("--limit", type=click.IntRange(2), help="First N pairs per task (partial run).")
-@click.option("--name", help="Run name in reports. Default: the checkpoint folder name.")
+@click.option(
+    "--name",
+    callback=check_run_name,
+    help="Run name in reports. Default: the checkpoint folder name. The default results file "
+    "is named after it (other characters than letters, digits, . _ - become _).",
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -296,7 +326,7 @@ def report(results, out, fmt, baseline, train_log, n_boot, seed):
 )
 @click.option("--bootstrap", "n_boot", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--name", help="Run name when scoring a checkpoint.")
+@click.option("--name", callback=check_run_name, help="Run name when scoring a checkpoint.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),

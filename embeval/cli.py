@@ -57,6 +57,8 @@ def main(verbose: int) -> None:
     """Train and evaluate sentence embeddings, faithful to SentEval/SimCSE."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Encoding progress when no bar is drawn (output piped): shown without -v.
+    logging.getLogger("embeval.progress").setLevel(min(level, logging.INFO))
 
 
 def split_tasks(values: tuple[str, ...]) -> list[str]:

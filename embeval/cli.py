@@ -133,7 +133,8 @@ def encoder_options(f):
             "--data",
             "data",
             type=click.Path(file_okay=False),
-            help="Data root. Default: $EMBEVAL_DATA, else data/ in the project.",
+            help="Data root. Default: $EMBEVAL_DATA, else data/ in the project when it holds the "
+            "data, else ../shared/data beside the project.",
         ),
     ]
     for opt in reversed(opts):
@@ -378,7 +379,8 @@ def data_options(f):
     return click.option(
         "--data",
         type=click.Path(file_okay=False),
-        help="Data root. Default: $EMBEVAL_DATA, else data/ in the project.",
+        help="Data root. Default: $EMBEVAL_DATA, else data/ in the project (verify: "
+        "../shared/data beside the project when data/ holds none; download never writes there).",
     )(f)
 
 
@@ -584,7 +586,7 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
 @click.option(
     "--eval-data",
     type=click.Path(file_okay=False),
-    help="Data root holding STS-B dev. Default: $EMBEVAL_DATA, else data/.",
+    help="Data root holding STS-B dev. Default: as --data of `embeval score`.",
 )
 @click.option("--no-eval", is_flag=True, help="No STS-B dev scoring; best/ = the latest model.")
 @click.option("--eval-batch-size", default=128, show_default=True, type=click.IntRange(1))

@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def data_root() -> Path:
-    """$EMBEVAL_DATA, else ../shared/data beside the project (where CI keeps the reference copy)."""
-    env = os.environ.get("EMBEVAL_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared/data"
+    """embeval's rule: $EMBEVAL_DATA, else data/ when it holds the data, else ../shared/data."""
+    from embeval.eval.datasets import data_root
+
+    return data_root()

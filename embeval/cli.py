@@ -1,8 +1,6 @@
 """embeval command line: one small handler per subcommand. The only module that prints.
 
-Quick start:
-  embeval score                          # packaged all-MiniLM-L6-v2 on the whole STS suite
-  embeval score CHECKPOINT --split dev   # STS-B dev + SICK trial (model selection)
+`embeval --help` ends with QUICK_START.
 """
 
 from __future__ import annotations
@@ -31,19 +29,66 @@ def fail(exc: Exception, code: int = 2) -> None:
     sys.exit(code)
 
 
-@click.group(
-    epilog=__doc__.split("Quick start:")[1] and "Run `embeval COMMAND --help` for options."
-)
+QUICK_START = """\b
+Quick start:
+  embeval score                         # packaged all-MiniLM-L6-v2, STS suite
+  embeval score CHECKPOINT --split dev  # STS-B dev + SICK trial
+  embeval report reports/runs/*.json    # compare runs: reports/index.html
+
+Run `embeval COMMAND --help` for options."""
+
+
+class Command(click.Command):
+    def get_short_help_str(self, limit: int = 45) -> str:
+        """The docstring's whole first sentence, wrapped by the help formatter: click's default
+        cuts it at `limit` characters with "...", which hid what most commands do."""
+        return super().get_short_help_str(limit=10**6)
+
+
+class Group(Command, click.Group):
+    command_class = Command
+    group_class = type  # subgroups (`embeval data`) are Groups too
+
+
+@click.group(cls=Group, epilog=QUICK_START)
 @click.version_option(package_name="embeval")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Train and evaluate sentence embeddings, faithful to SentEval/SimCSE."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Encoding progress when no bar is drawn (output piped): shown without -v.
+    logging.getLogger("embeval.progress").setLevel(min(level, logging.INFO))
 
 
 def split_tasks(values: tuple[str, ...]) -> list[str]:
-    return [t for v in values for t in v.split(",") if t.strip()]
+    """Task names from repeated, comma-separated --tasks values; [] when none was given (the
+    defaults). An empty name is refused: `--tasks ""` used to run the whole default suite."""
+    names = [t.strip() for v in values for t in v.split(",")]
+    if "" in names:
+        given = " ".join(repr(v) for v in values)
+        raise click.BadParameter(
+            f"empty task name in {given}; expected comma-separated names such as STS12,stsb",
+            param_hint="--tasks",
+        )
+    return names
+
+
+def check_run_name(ctx, param, name: str | None) -> str | None:
+    """--name is a label, not a path: refused at parse time, before minutes of encoding."""
+    if name is not None and (re.search(r"[/\\]", name) or name.strip(".") == ""):
+        raise click.BadParameter(
+            f"{name!r} is a path; a run name cannot hold / or \\ or be only dots. "
+            "Choose where results go with --out FILE.",
+            param_hint="--name",
+        )
+    return name
+
+
+def run_slug(name: str) -> str:
+    """The run name as a visible file name: characters other than letters, digits, . _ - become
+    _, and leading/trailing . _ - are dropped (so no hidden file and no path); "run" if empty."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "run"
 
 
 def build_encoder(
@@ -88,7 +133,8 @@ def encoder_options(f):
             "--data",
             "data",
             type=click.Path(file_okay=False),
-            help="Data root. Default: $EMBEVAL_DATA, else data/ in the project.",
+            help="Data root. Default: $EMBEVAL_DATA, else data/ in the project when it holds the "
+            "data, else ../shared/data beside the project.",
         ),
     ]
     for opt in reversed(opts):
@@ -132,8 +178,7 @@ def run_score(
         limit=limit,
         name=name,
     )
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", run.name)
-    path = Path(out) if out else RUNS_DIR / f"{slug}-{split}.json"
+    path = Path(out) if out else RUNS_DIR / f"{run_slug(run.name)}-{split}.json"
     return run, save_run(run, path)
 
 
@@ -143,7 +188,7 @@ def run_score(
     "--tasks",
     multiple=True,
     help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, … "
-    "(default: all STS).",
+    "Repeatable. Default: all STS tasks of the split.",
 )
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(
@@ -154,7 +199,12 @@ def run_score(
     help="simcse: SentEval text, SICK-R test; mteb: raw text, SICK-R all pairs.",
 )
 @click.option("--limit", type=click.IntRange(2), help="First N pairs per task (partial run).")
-@click.option("--name", help="Run name in reports. Default: the checkpoint folder name.")
+@click.option(
+    "--name",
+    callback=check_run_name,
+    help="Run name in reports. Default: the checkpoint folder name. The default results file "
+    "is named after it (other characters than letters, digits, . _ - become _).",
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -279,7 +329,7 @@ def report(results, out, fmt, baseline, train_log, n_boot, seed):
 )
 @click.option("--bootstrap", "n_boot", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--name", help="Run name when scoring a checkpoint.")
+@click.option("--name", callback=check_run_name, help="Run name when scoring a checkpoint.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -329,7 +379,8 @@ def data_options(f):
     return click.option(
         "--data",
         type=click.Path(file_okay=False),
-        help="Data root. Default: $EMBEVAL_DATA, else data/ in the project.",
+        help="Data root. Default: $EMBEVAL_DATA, else data/ in the project (verify: "
+        "../shared/data beside the project when data/ holds none; download never writes there).",
     )(f)
 
 
@@ -562,7 +613,7 @@ def interrupted_text(trainer, out, resume: bool) -> str:
 @click.option(
     "--eval-data",
     type=click.Path(file_okay=False),
-    help="Data root holding STS-B dev. Default: $EMBEVAL_DATA, else data/.",
+    help="Data root holding STS-B dev. Default: as --data of `embeval score`.",
 )
 @click.option("--no-eval", is_flag=True, help="No STS-B dev scoring; best/ = the latest model.")
 @click.option("--eval-batch-size", default=128, show_default=True, type=click.IntRange(1))

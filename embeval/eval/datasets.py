@@ -49,6 +49,8 @@ PROTOCOL_FOLDER = {"simcse": "sts", "mteb": "sts-raw"}
 STSB_FILES = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test.csv"}
 SICK_FILES = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
+SHARED_DATA = PROJECT_DATA.parents[1] / "shared" / "data"  # ../shared/data beside the project
+DATA_GROUPS = ("sts", "sts-raw", "transfer")
 
 
 class DataError(ValueError):
@@ -94,12 +96,32 @@ def resolve_task(name: str, known: tuple[str, ...] = STS_TASKS) -> str:
     raise DataError(f"unknown task {name!r}{hint} Known tasks: {', '.join(known)}")
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """--data DIR, else $EMBEVAL_DATA, else data/ in the project."""
+def data_root(explicit: str | os.PathLike | None = None, *, search: bool = True) -> Path:
+    """--data DIR, else $EMBEVAL_DATA, else the project's data/ when it holds the data (sts/,
+    sts-raw/ or transfer/), else ../shared/data beside the project when it does, else data/.
+
+    The one rule: the Makefile asks this function too. `search=False` skips the shared copy,
+    for writing: downloads go to data/, never into a reference copy others read.
+    """
     if explicit:
         return Path(explicit).expanduser()
     env = os.environ.get("EMBEVAL_DATA")
-    return Path(env).expanduser() if env else PROJECT_DATA
+    if env:
+        return Path(env).expanduser()
+    for candidate in (PROJECT_DATA, SHARED_DATA) if search else ():
+        if any((candidate / g).is_dir() for g in DATA_GROUPS):
+            return candidate
+    return PROJECT_DATA
+
+
+def where_looked(root: Path) -> str:
+    """The rest of a 'no data found' message: why `root`, and where the default search looks."""
+    env = os.environ.get("EMBEVAL_DATA")
+    why = f"{root} is $EMBEVAL_DATA. " if env and Path(env).expanduser() == root else ""
+    return (
+        f"{why}Without --data or $EMBEVAL_DATA, embeval uses {PROJECT_DATA} when it holds "
+        f"{', '.join(g + '/' for g in DATA_GROUPS)}, else {SHARED_DATA} when it does."
+    )
 
 
 def sts_folder(root: Path, protocol: str = "simcse") -> Path:
@@ -117,8 +139,8 @@ def sts_folder(root: Path, protocol: str = "simcse") -> Path:
             return candidate
     raise DataError(
         f"no STS data found: looked in {root / PROTOCOL_FOLDER[protocol]} and {root}. "
-        "Run `embeval data download --data DIR`, or point --data / $EMBEVAL_DATA at a folder "
-        f"holding {PROTOCOL_FOLDER[protocol]}/ (e.g. ../shared/data)."
+        f"{where_looked(root)} Run `embeval data download`, or point --data / $EMBEVAL_DATA "
+        f"at a folder holding {PROTOCOL_FOLDER[protocol]}/."
     )
 
 

@@ -149,7 +149,7 @@ def download(
     in ROOT/.downloads, without network (delete that folder to fetch anew). Failures are
     reported per source, not raised.
     """
-    root, groups = data_root(root), _groups(only)
+    root, groups = data_root(root, search=False), _groups(only)
     if "sts" in groups:
         moses_tokenizer()  # fail before downloading anything
     expected = read_manifest(manifest) if manifest and Path(manifest).is_file() else {}

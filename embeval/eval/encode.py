@@ -10,7 +10,8 @@ modules end with Normalize gets unit-length embeddings, as sentence-transformers
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +24,10 @@ if TYPE_CHECKING:  # torch loads only when a sentence must be encoded (fast warm
     from embeval.core.model import SentenceModel
 
 log = logging.getLogger(__name__)
+# Progress lines for when no bar is drawn; the CLI shows this logger at INFO without -v.
+progress_log = logging.getLogger("embeval.progress")
+PROGRESS_EVERY = 5000  # sentences between two progress lines
+PROGRESS_SECONDS = 60.0  # ... or seconds, whichever comes first (long sentences go first)
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -57,6 +62,46 @@ def check_finite(emb: np.ndarray, what: str) -> np.ndarray:
         bad = int((~np.isfinite(emb)).any(axis=1).sum())
         raise EmbeddingError(f"{what} produced NaN/inf embeddings for {bad} sentence(s)")
     return emb
+
+
+class ProgressLog:
+    """Progress as log lines, for when the bar is off because stderr is not a terminal (CI,
+    `make` logs, `| tee`): a line every `every` sentences or `seconds`, and one at the end, each
+    with the rate, so minutes of encoding are never silent."""
+
+    def __init__(
+        self,
+        total: int,
+        desc: str = "encoding",
+        every: int | None = None,
+        seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.total, self.desc, self.clock = total, desc, clock
+        self.every = every or PROGRESS_EVERY
+        self.seconds = PROGRESS_SECONDS if seconds is None else seconds
+        self.done = self.last_done = 0
+        self.start = self.last_time = clock()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if not (
+            self.done >= self.total
+            or self.done - self.last_done >= self.every
+            or now - self.last_time >= self.seconds
+        ):
+            return
+        rate = self.done / max(now - self.start, 1e-9)
+        progress_log.info(
+            "%s: %d/%d sentences (%.0f%%), %.0f sent/s",
+            self.desc,
+            self.done,
+            self.total,
+            100 * self.done / max(self.total, 1),
+            rate,
+        )
+        self.last_done, self.last_time = self.done, now
 
 
 class TransformerEncoder:
@@ -149,6 +194,8 @@ class TransformerEncoder:
             disable=None if self.progress else True,  # None: off when not a terminal
             leave=False,
         )
+        # progress=False (the trainer's evaluator) is quiet; a bar that is off is not.
+        lines = ProgressLog(len(sentences)) if self.progress and bar.disable else None
         try:
             with (
                 torch.inference_mode(),
@@ -172,6 +219,8 @@ class TransformerEncoder:
                         emb = np.empty((len(sentences), vecs.shape[1]), np.float32)
                     emb[rows] = vecs
                     bar.update(len(rows))
+                    if lines:
+                        lines.update(len(rows))
         finally:
             bar.close()
             model.train(was_training)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeval.eval.datasets import DataError, data_root
+from embeval.eval.datasets import DataError, data_root, where_looked
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ def transfer_folder(root: Path | None = None) -> Path:
             return candidate
     raise DataError(
         f"no SentEval transfer data found: looked in {root / 'transfer'} and {root}. "
-        "Run `embeval data download --data DIR`, or point --data / $EMBEVAL_DATA at a folder "
-        "holding transfer/ (e.g. ../shared/data)."
+        f"{where_looked(root)} Run `embeval data download`, or point --data / $EMBEVAL_DATA "
+        "at a folder holding transfer/."
     )
 
 

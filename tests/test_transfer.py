@@ -216,3 +216,29 @@ def test_missing_folder_and_unknown_task(tmp_path, separable):
 
 def test_config_is_recorded_unchanged():
     assert replace(TransferConfig(), n_jobs=1).seed == 1111 and TransferConfig().kfold == 10
+
+
+def test_sst2_picks_c_on_dev_not_test():
+    """SentEval's SplitClassifier chooses C by dev accuracy (issue 14, survivor 10: choosing it on
+    test was not noticed). Synthetic features (20 Gaussian dimensions, the first shifted by
+    +-0.8 with the label; seed 12, found by search) for which dev and test prefer different C, so
+    the reference below can tell the two apart; scikit-learn fits the reference."""
+    rng = np.random.default_rng(12)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        x = rng.standard_normal((n, 20))
+        x[:, 0] += 0.8 * (2 * y - 1)
+        return transfer.Split([f"s{i}" for i in range(n)], y), x
+
+    (tr, xtr), (dv, xdv), (te, xte) = split(40), split(60), split(60)
+    regs = [2.0**t for t in range(-2, 4)]
+    fits = [LogisticRegression(C=c, random_state=1111).fit(xtr, tr.y) for c in regs]
+    dev = [round(100 * f.score(xdv, dv.y), 2) for f in fits]
+    test = [round(100 * f.score(xte, te.y), 2) for f in fits]
+    c_dev, c_test = regs[int(np.argmax(dev))], regs[int(np.argmax(test))]
+    assert c_dev != c_test  # the fixture separates the two choices
+    ours = transfer.split_classifier(tr, dv, te, (xtr, xdv, xte), "SST2", ("0", "1"), SERIAL)
+    assert ours["C"] == c_dev
+    assert ours["dev_accuracy"] == max(dev)
+    assert ours["accuracy"] == pytest.approx(test[regs.index(c_dev)], abs=0.005)

@@ -242,3 +242,24 @@ def test_sst2_picks_c_on_dev_not_test():
     assert ours["C"] == c_dev
     assert ours["dev_accuracy"] == max(dev)
     assert ours["accuracy"] == pytest.approx(test[regs.index(c_dev)], abs=0.005)
+
+
+def test_trec_mrpc_search_senteval_kfold_grid():
+    """KFoldClassifier (TREC, MRPC) searches C in 2^-1..2^5, not the 2^-2..2^3 of the other tasks.
+    Synthetic 3-class features (5 Gaussian dimensions, the class's own shifted by 1.5; seed 0)
+    whose CV prefers the smallest C of either grid, so the two grids pick different C."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.standard_normal((60, 5))
+    x[np.arange(60), y] += 1.5
+    folds = StratifiedKFold(10, shuffle=True, random_state=1111)
+
+    def grid_c(exponents):
+        grid = {"C": [2.0**t for t in exponents]}
+        return GridSearchCV(LogisticRegression(random_state=1111), grid, cv=folds).fit(x, y)
+
+    senteval, other = grid_c(range(-1, 6)), grid_c(range(-2, 4))
+    assert senteval.best_params_["C"] != other.best_params_["C"]  # the fixture tells them apart
+    sp = transfer.Split([f"q{i}" for i in range(60)], y)
+    ours = transfer.kfold_then_test(sp, sp, x, x, "TREC", ("a", "b", "c"), SERIAL)
+    assert ours["C"] == senteval.best_params_["C"]

@@ -230,12 +230,12 @@ MUTANTS: list[Mutant] = [
         "STS-B gold read from the pair id column",
     ),
     Mutant(
-        "score-avg-on-dev",
+        "score-alignment-gold-4-inclusive",
         SCORE,
-        'if all(t in results for t in STS_TASKS) and split == "test":',
-        "if all(t in results for t in STS_TASKS):",
-        ("tests/test_score.py",),
-        "an Avg. computed from non-test figures",
+        "pos = d.gold > ALIGNMENT_GOLD_MIN",
+        "pos = d.gold >= ALIGNMENT_GOLD_MIN",
+        ("tests/test_score_protocol.py",),
+        "pairs with gold exactly 4 counted as positives (SimCSE: > 4)",
     ),
     Mutant(
         "cache-no-checksum",
@@ -259,7 +259,7 @@ MUTANTS: list[Mutant] = [
         TRANSFER,
         "k, regs = cfg.kfold, [2.0**t for t in range(-1, 6)]",
         "k, regs = cfg.kfold, [2.0**t for t in range(-2, 4)]",
-        ("tests/test_transfer.py::test_kfold_then_test_equals_sklearn_gridsearch",),
+        ("tests/test_transfer.py::test_trec_mrpc_search_senteval_kfold_grid",),
         "TREC/MRPC search SentEval's other C grid",
     ),
     Mutant(

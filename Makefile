@@ -10,7 +10,7 @@ DATA ?= $(shell $(BIN)/python -c "from embeval.eval.datasets import data_root; p
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast bench bench-transfer bench-train lint browser clean
+.PHONY: demo test test-fast bench bench-transfer bench-train lint browser clean mutants
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ gate: $(BIN)/.installed
 
 test-fast: $(BIN)/.installed browser
 	EMBEVAL_TEST_DATA=$(DATA) $(BIN)/pytest
+
+# Curated mutants (tools/mutant_list.py), each run against the fast tests that must catch it;
+# fails naming every survivor. ONLY=name1,name2 runs some.
+mutants: $(BIN)/.installed
+	EMBEVAL_TEST_DATA=$(abspath $(DATA)) $(BIN)/python tools/mutants.py $(if $(ONLY),--only $(ONLY))
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_score.py --data $(DATA)

@@ -216,3 +216,50 @@ def test_missing_folder_and_unknown_task(tmp_path, separable):
 
 def test_config_is_recorded_unchanged():
     assert replace(TransferConfig(), n_jobs=1).seed == 1111 and TransferConfig().kfold == 10
+
+
+def test_sst2_picks_c_on_dev_not_test():
+    """SentEval's SplitClassifier chooses C by dev accuracy (issue 14, survivor 10: choosing it on
+    test was not noticed). Synthetic features (20 Gaussian dimensions, the first shifted by
+    +-0.8 with the label; seed 12, found by search) for which dev and test prefer different C, so
+    the reference below can tell the two apart; scikit-learn fits the reference."""
+    rng = np.random.default_rng(12)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        x = rng.standard_normal((n, 20))
+        x[:, 0] += 0.8 * (2 * y - 1)
+        return transfer.Split([f"s{i}" for i in range(n)], y), x
+
+    (tr, xtr), (dv, xdv), (te, xte) = split(40), split(60), split(60)
+    regs = [2.0**t for t in range(-2, 4)]
+    fits = [LogisticRegression(C=c, random_state=1111).fit(xtr, tr.y) for c in regs]
+    dev = [round(100 * f.score(xdv, dv.y), 2) for f in fits]
+    test = [round(100 * f.score(xte, te.y), 2) for f in fits]
+    c_dev, c_test = regs[int(np.argmax(dev))], regs[int(np.argmax(test))]
+    assert c_dev != c_test  # the fixture separates the two choices
+    ours = transfer.split_classifier(tr, dv, te, (xtr, xdv, xte), "SST2", ("0", "1"), SERIAL)
+    assert ours["C"] == c_dev
+    assert ours["dev_accuracy"] == max(dev)
+    assert ours["accuracy"] == pytest.approx(test[regs.index(c_dev)], abs=0.005)
+
+
+def test_trec_mrpc_search_senteval_kfold_grid():
+    """KFoldClassifier (TREC, MRPC) searches C in 2^-1..2^5, not the 2^-2..2^3 of the other tasks.
+    Synthetic 3-class features (5 Gaussian dimensions, the class's own shifted by 1.5; seed 0)
+    whose CV prefers the smallest C of either grid, so the two grids pick different C."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.standard_normal((60, 5))
+    x[np.arange(60), y] += 1.5
+    folds = StratifiedKFold(10, shuffle=True, random_state=1111)
+
+    def grid_c(exponents):
+        grid = {"C": [2.0**t for t in exponents]}
+        return GridSearchCV(LogisticRegression(random_state=1111), grid, cv=folds).fit(x, y)
+
+    senteval, other = grid_c(range(-1, 6)), grid_c(range(-2, 4))
+    assert senteval.best_params_["C"] != other.best_params_["C"]  # the fixture tells them apart
+    sp = transfer.Split([f"q{i}" for i in range(60)], y)
+    ours = transfer.kfold_then_test(sp, sp, x, x, "TREC", ("a", "b", "c"), SERIAL)
+    assert ours["C"] == senteval.best_params_["C"]

@@ -106,9 +106,8 @@ def check(
                 f"{task} {split}: the result and the baseline were scored on different pairs "
                 "(other data version?); re-create the baseline on this data"
             )
-        rho = stats.bootstrap_spearman(
-            [pairs_a["sim"], pairs_b["sim"]], pairs_a["gold"], n_boot, seed
-        )
+        sims = [pairs_a["sim"], pairs_b["sim"]]  # the task's own stream, as `embeval report`
+        rho = stats.bootstrap_spearman(sims, pairs_a["gold"], n_boot, stats.task_seed(seed, task))
         p = stats.paired_p_value(rho[0], rho[1], a["spearman"] - b["spearman"])
     ok = a["spearman"] >= b["spearman"] - tolerance
     return Verdict(

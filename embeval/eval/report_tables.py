@@ -87,7 +87,7 @@ def _pairs_of(run: RunResult, notes: dict[str, str], label: str) -> dict:
         return {}
 
 
-def _task_stats(rows: list[Row], task: str, pairs: dict[str, dict], n_boot: int, seed: int):
+def _task_stats(rows: list[Row], task: str, pairs: dict[str, dict], n_boot: int, seed: stats.Seed):
     """Fill CI and p-value of `task` in each row. Returns {label: (B,) bootstrap samples}."""
     base = rows[0]  # rows are ordered baseline first
     samples: dict[str, np.ndarray] = {}
@@ -121,7 +121,8 @@ def _task_stats(rows: list[Row], task: str, pairs: dict[str, dict], n_boot: int,
 
 
 def _avg_stats(rows: list[Row], samples: dict[str, dict[str, np.ndarray]], paired_all: set):
-    """Bootstrap the SimCSE average: task resamples are independent, so average sample b."""
+    """Bootstrap the SimCSE average: each task's resamples come from its own stream
+    (`stats.task_seed`), so sample b of the average is the mean of independent task samples."""
     for r in rows:
         cell = r.cells.get(AVG)
         if cell is None or cell.value is None:
@@ -192,7 +193,8 @@ def _fill_stats(table: Table, n_boot: int, seed: int) -> None:
     for t in columns:
         if t == AVG:
             continue
-        for lab, s in _task_stats(rows, t, pairs, n_boot, seed).items():
+        task_seed = stats.task_seed(seed, t)  # own stream per task: Avg averages independents
+        for lab, s in _task_stats(rows, t, pairs, n_boot, task_seed).items():
             samples.setdefault(lab, {})[t] = s
         paired_all &= {r.label for r in rows if r.baseline or r.cells[t].p is not None}
     if AVG in columns:

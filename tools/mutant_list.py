@@ -1,0 +1,323 @@
+"""The curated mutants `tools/mutants.py` applies: each a plausible bug and the tests that must
+catch it. Keep it current as code moves: a mutant whose `old` snippet is no longer found exactly
+once is an error naming it. Add a mutant with every bug fixed or test written for a property.
+
+`issue14-*`: the 13 wrong changes issue 14 found unnoticed (today's code is right on each).
+Tests kept small (a file or a node id) so the whole list runs in minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str  # relative to the project root
+    old: str  # exact snippet, present once in `file`
+    new: str  # the wrong version
+    tests: tuple[str, ...]  # pytest files or node ids that must fail on it
+    why: str  # what would go unnoticed if it survived
+    marks: str | None = None  # a pytest -m expression, for mutants only slow tests can catch
+
+
+TRAINER = "embeval/core/trainer.py"
+LOSSES = "embeval/core/losses.py"
+METRICS = "embeval/eval/metrics.py"
+STATS = "embeval/eval/stats.py"
+TABLES = "embeval/eval/report_tables.py"
+SCORE = "embeval/eval/score.py"
+TRANSFER = "embeval/eval/transfer.py"
+CKPT = "embeval/core/checkpoint.py"
+
+MUTANTS: list[Mutant] = [
+    # ------------------------------------------------------------ issue 14's 13 survivors
+    Mutant(
+        "issue14-01-trainer-focal-m-name",
+        TRAINER,
+        '"m": config.focal_m,',
+        '"focal_m": config.focal_m,',
+        ("tests/test_trainer.py",),
+        "--focal-m silently dropped: every run trains with the loss's default m",
+    ),
+    Mutant(
+        "issue14-02-trainer-ignores-temp",
+        TRAINER,
+        "return self.loss_fn(sim, self.config.temperature, **self.hparams)",
+        "return self.loss_fn(sim, 0.05, **self.hparams)",
+        ("tests/test_trainer.py",),
+        "--temp ignored, always 0.05",
+    ),
+    Mutant(
+        "issue14-03-trainer-no-l2-normalise",
+        TRAINER,
+        "emb = F.normalize(emb.float(), dim=-1).view(views, b, -1)",
+        "emb = emb.float().view(views, b, -1)",
+        ("tests/test_trainer.py",),
+        "dot products instead of cosines in the similarity matrix",
+    ),
+    Mutant(
+        "issue14-04-sts-primary-mean",
+        SCORE,
+        '**agg["aggregates"]["all"], **agg}',
+        '**agg["aggregates"]["mean"], **agg}',
+        ("tests/test_score_protocol.py",),
+        "STS12-16 report SentEval's subset mean instead of SimCSE's pooled `all`",
+    ),
+    Mutant(
+        "issue14-05-cache-key-without-max-length",
+        CKPT,
+        'h.update(f"pooler={pooler};max_length={max_length}".encode())',
+        'h.update(f"pooler={pooler}".encode())',
+        ("tests/test_cache_keys.py",),
+        "a --max-length 32 run serves its truncated vectors to a full-length run",
+    ),
+    Mutant(
+        "issue14-06-fingerprint-weights-only",
+        CKPT,
+        'names = set(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",))',
+        "names = set(WEIGHT_FILES)",
+        ("tests/test_cache_keys.py",),
+        "a changed tokenizer or config.json keeps serving the old vectors",
+    ),
+    Mutant(
+        "issue14-07-encoder-key-without-dtype",
+        "embeval/eval/encode.py",
+        '+ f";dtype={dtype}"',
+        "",
+        ("tests/test_cache_keys.py",),
+        "float16 vectors served to a float32 run",
+    ),
+    Mutant(
+        "issue14-08-focal-default-m",
+        LOSSES,
+        "temperature: float = 0.05, m: float = 0.3)",
+        "temperature: float = 0.05, m: float = 0.2)",
+        ("tests/test_losses.py",),
+        "the documented default m of Focal-InfoNCE changes unseen",
+    ),
+    Mutant(
+        "issue14-09-markdown-pipe-unescaped",
+        "embeval/eval/export.py",
+        'for ch in "\\\\|*_`<>[]":',
+        'for ch in "\\\\*_`<>[]":',
+        ("tests/test_report_stats.py",),
+        "a '|' in a run name adds a column to the Markdown table",
+    ),
+    Mutant(
+        "issue14-10-sst2-c-on-test",
+        TRANSFER,
+        "jobs = ((c, cfg, xtr, tr.y, None, None, xdv, dv.y) for c in regs)",
+        "jobs = ((c, cfg, xtr, tr.y, None, None, xte, te.y) for c in regs)",
+        ("tests/test_transfer.py::test_sst2_picks_c_on_dev_not_test",),
+        "SST2's L2 strength tuned on the test set",
+    ),
+    Mutant(
+        "issue14-11-alignment-all-pairs",
+        SCORE,
+        "pos = d.gold > ALIGNMENT_GOLD_MIN",
+        "pos = d.gold >= 0",
+        ("tests/test_score_protocol.py",),
+        "alignment over every STS-B pair, not the positives (gold > 4)",
+    ),
+    Mutant(
+        "issue14-12-mteb-revision-typo",
+        "embeval/eval/mteb_export.py",
+        '"a0d554a64d88156834ff5ae9920b964011b16384"',
+        '"a0d554a64d88156834ff5ae9920b964011b16385"',
+        ("tests/test_mteb_export.py",),
+        "exported STS12 results name a dataset revision MTEB does not have",
+        marks="slow",
+    ),
+    Mutant(
+        "issue14-13-avg-ci-six-tasks",
+        TABLES,
+        "avg = np.mean([per[t] for t in STS_TASKS], axis=0)  # (B,)",
+        "avg = np.mean([per[t] for t in STS_TASKS[:6]], axis=0)  # (B,)",
+        ("tests/test_report_stats.py",),
+        "the Avg interval averages six tasks, not seven",
+    ),
+    Mutant(
+        "issue14-avg-ci-one-stream",
+        TABLES,
+        "task_seed = stats.task_seed(seed, t)",
+        "task_seed = seed",
+        ("tests/test_report_stats.py",),
+        "every task resampled with the same index rows: Avg interval too wide",
+    ),
+    # ------------------------------------------------------------ metrics
+    Mutant(
+        "metrics-cosine-unnormalised",
+        METRICS,
+        "return (l2_normalize(a) * l2_normalize(b)).sum(axis=1)",
+        "return (a * b).sum(axis=1)",
+        ("tests/test_metrics.py",),
+        "STS similarities are dot products",
+    ),
+    Mutant(
+        "metrics-simcse-avg-unrounded",
+        METRICS,
+        "return float(np.mean([round(s, 2) for s in scores]))",
+        "return float(np.mean(scores))",
+        ("tests/test_metrics.py",),
+        "Avg. differs from SimCSE's in the second decimal",
+    ),
+    Mutant(
+        "metrics-wmean-unweighted",
+        METRICS,
+        'agg.setdefault("wmean", {})[key] = float((vals * n).sum() / n.sum())',
+        'agg.setdefault("wmean", {})[key] = float(vals.mean())',
+        ("tests/test_metrics.py",),
+        "SentEval's wmean not weighted by pair count",
+    ),
+    Mutant(
+        "metrics-uniformity-t1",
+        METRICS,
+        "def uniformity(x: np.ndarray, t: float = 2.0,",
+        "def uniformity(x: np.ndarray, t: float = 1.0,",
+        ("tests/test_metrics.py",),
+        "uniformity with t = 1, not Wang & Isola's t = 2",
+    ),
+    Mutant(
+        "metrics-anisotropy-counts-self-pairs",
+        METRICS,
+        "return (total - n) / (n * (n - 1))",
+        "return total / (n * n)",
+        ("tests/test_metrics.py",),
+        "anisotropy includes each vector's cosine with itself",
+    ),
+    # ------------------------------------------------------------ stats
+    Mutant(
+        "stats-ci-90-percent",
+        STATS,
+        "[50 * (1 - level), 50 * (1 + level)]",
+        "[5.0, 95.0]",
+        ("tests/test_stats.py",),
+        "a 90 % interval labelled 95 %",
+    ),
+    Mutant(
+        "stats-p-value-zero-possible",
+        STATS,
+        "return float((extreme.sum() + 1) / (len(d) + 1))",
+        "return float(extreme.sum() / len(d))",
+        ("tests/test_stats.py",),
+        "p = 0 reported from a finite bootstrap",
+    ),
+    Mutant(
+        "stats-p-value-not-centred",
+        STATS,
+        "extreme = np.abs(d - observed) >= abs(observed) - 1e-12",
+        "extreme = np.abs(d) >= abs(observed) - 1e-12",
+        ("tests/test_stats.py",),
+        "the paired test does not shift the differences to the null",
+    ),
+    Mutant(
+        "stats-ordinal-ranks",
+        STATS,
+        "g = rankdata(gold[idx], axis=1)  # (C, N)",
+        'g = rankdata(gold[idx], axis=1, method="ordinal")  # (C, N)',
+        ("tests/test_stats.py",),
+        "ties in gold ranked arbitrarily, unlike scipy's Spearman",
+    ),
+    # ------------------------------------------------------------ datasets, score, cache
+    Mutant(
+        "datasets-stsb-gold-column",
+        "embeval/eval/datasets.py",
+        "gold.append(_score(cols[4], path, i))",
+        "gold.append(_score(cols[3], path, i))",
+        ("tests/test_datasets.py",),
+        "STS-B gold read from the pair id column",
+    ),
+    Mutant(
+        "score-alignment-gold-4-inclusive",
+        SCORE,
+        "pos = d.gold > ALIGNMENT_GOLD_MIN",
+        "pos = d.gold >= ALIGNMENT_GOLD_MIN",
+        ("tests/test_score_protocol.py",),
+        "pairs with gold exactly 4 counted as positives (SimCSE: > 4)",
+    ),
+    Mutant(
+        "cache-no-checksum",
+        "embeval/eval/cache.py",
+        "or vecs.ndim != 2 or _digest(keys, vecs) != digest:",
+        "or vecs.ndim != 2:",
+        ("tests/test_cache.py",),
+        "a corrupted cache shard served as embeddings",
+    ),
+    Mutant(
+        "checkpoint-key-without-normalize",
+        CKPT,
+        'h.update(b";normalize")',
+        "pass",
+        ("tests/test_cache_keys.py",),
+        "Normalize and raw vectors share one cache folder",
+    ),
+    # ------------------------------------------------------------ transfer
+    Mutant(
+        "transfer-trec-c-grid",
+        TRANSFER,
+        "k, regs = cfg.kfold, [2.0**t for t in range(-1, 6)]",
+        "k, regs = cfg.kfold, [2.0**t for t in range(-2, 4)]",
+        ("tests/test_transfer.py::test_trec_mrpc_search_senteval_kfold_grid",),
+        "TREC/MRPC search SentEval's other C grid",
+    ),
+    Mutant(
+        "transfer-mrpc-features",
+        TRANSFER,
+        "return np.concatenate([np.abs(u - v), u * v], axis=1)",
+        "return np.concatenate([u - v, u * v], axis=1)",
+        ("tests/test_transfer.py::test_pair_features",),
+        "MRPC features without the absolute difference",
+    ),
+    # ------------------------------------------------------------ losses
+    Mutant(
+        "losses-sup-simcse-bonus-on-all-negatives",
+        LOSSES,
+        "bonus[:, b:] = torch.eye(b, dtype=sim.dtype, device=sim.device) * hard_negative_weight",
+        "bonus[:, b:] = hard_negative_weight",
+        ("tests/test_losses.py",),
+        "the hard-negative weight added to every hard negative, not the anchor's own",
+    ),
+    Mutant(
+        "losses-uniformity-t1",
+        LOSSES,
+        "uniformity = torch.logsumexp(-2 * off, 0)",
+        "uniformity = torch.logsumexp(-1 * off, 0)",
+        ("tests/test_losses.py",),
+        "align-uniform's uniformity term with t = 1",
+    ),
+    # ------------------------------------------------------------ report, export, files
+    Mutant(
+        "report-best-is-min",
+        TABLES,
+        "top = round(max(vals), 2)",
+        "top = round(min(vals), 2)",
+        ("tests/test_report.py",),
+        "the worst figure of a column shown in bold",
+    ),
+    Mutant(
+        "report-delta-sign",
+        TABLES,
+        "else v - b",
+        "else b - v",
+        ("tests/test_report.py",),
+        "differences to the baseline with the wrong sign",
+    ),
+    Mutant(
+        "report-partial-mixed-with-full",
+        TABLES,
+        'limit = meta.get("limit") if meta.get("partial", bool(meta.get("limit"))) else None',
+        "limit = None",
+        ("tests/test_report.py",),
+        "--limit runs compared in one table with full runs",
+    ),
+    Mutant(
+        "fileio-temp-file-left-behind",
+        "embeval/core/fileio.py",
+        "        os.replace(tmp, path)\n    except BaseException:",
+        "        os.replace(tmp, path)\n    except ImportError:",
+        ("tests/test_fileio.py",),
+        "a failed write leaves its temporary file behind",
+    ),
+]

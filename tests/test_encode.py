@@ -41,6 +41,22 @@ def test_each_distinct_sentence_encoded_once(tiny, monkeypatch):
     assert sum(seen) == len(set(SENTS)) == 4
 
 
+def test_texts_that_tokenize_alike_share_one_vector(tiny, monkeypatch):
+    """Under an uncased tokenizer `A  b` and `a b` are one input: encoded once, they are bitwise
+    equal (so their cosine is exactly 1) instead of differing by the noise of two batches."""
+    model, tok = tiny
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(
+        model, "forward", lambda **b: seen.append(len(b["input_ids"])) or forward(**b)
+    )
+    got = TransformerEncoder(model, tok, batch_size=1, progress=False).encode(
+        ["a b", "A  b", "x y z"]
+    )
+    assert sum(seen) == 2
+    assert (got[0] == got[1]).all() and not (got[0] == got[2]).all()
+
+
 def test_batches_are_length_sorted(tiny, monkeypatch):
     model, tok = tiny
     widths = []

@@ -138,12 +138,18 @@ class TransformerEncoder:
 
         model = self._ensure_loaded()
         ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)
-        order = np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")  # longest first
+        # Texts that tokenize alike (case or spacing under an uncased model) share one vector,
+        # so they are identical, whichever batch they would have fallen in.
+        first: dict[tuple, int] = {}
+        src = np.array([first.setdefault(tuple(x), i) for i, x in enumerate(ids["input_ids"])])
+        distinct = np.array(list(first.values()))
+        lengths = [-len(ids["input_ids"][i]) for i in distinct]
+        order = distinct[np.argsort(lengths, kind="stable")]  # longest first
         was_training = model.training
         model.to(self.device).eval()
         emb: np.ndarray | None = None
         bar = tqdm(
-            total=len(sentences),
+            total=len(order),
             desc="encoding",
             unit="sent",
             disable=None if self.progress else True,  # None: off when not a terminal
@@ -175,4 +181,4 @@ class TransformerEncoder:
         finally:
             bar.close()
             model.train(was_training)
-        return check_finite(emb, self.info.source if self.info else "model")
+        return check_finite(emb[src], self.info.source if self.info else "model")

@@ -4,6 +4,8 @@ Layout: ``<cache_dir>/<fingerprint[:32]>/shard-*.npz``. Each `encode` call that 
 one shard (sha256 keys of the texts, their vectors, and a checksum over both) to a temporary
 file that is then renamed into place, so a crash never leaves a half-written shard under a valid
 name. A shard whose checksum, shape or format is off is deleted and its sentences re-encoded.
+A shard that cannot be written (disk full) is logged and skipped: the cache only saves time, so
+it never costs a finished run.
 """
 
 from __future__ import annotations
@@ -72,7 +74,16 @@ class CachedEncoder:
         if missing:
             vecs = check_finite(np.asarray(self.inner.encode(missing), np.float32), "encoder")
             new_keys = np.array([text_key(s) for s in missing], dtype="S64")
-            self._write(new_keys, vecs)
+            try:
+                self._write(new_keys, vecs)
+            except OSError as exc:  # disk full, file too large: the cache only saves time
+                log.warning(
+                    "could not write the embedding cache in %s (%s); the %d new embeddings are "
+                    "used but not cached",
+                    self.dir,
+                    exc.strerror or exc,
+                    len(missing),
+                )
             known.update(zip(new_keys.tolist(), vecs, strict=True))
         log.info("cache %s: %d hits, %d encoded", self.dir, self.hits, self.misses)
         return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)

@@ -1,5 +1,7 @@
 """TransformerEncoder: batching, sorting and dedup must not change a single vector."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,38 @@ def test_normalize_module_gives_sentence_transformers_embeddings(tmp_path, norma
     flipped = save_checkpoint(backbone, tok, tmp_path / "flip", "avg", 64, not normalize)
     other = TransformerEncoder.from_checkpoint(str(flipped), progress=False)
     assert other.fingerprint != ours.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_count", "message"),
+    [
+        ("gpu0", 0, "expected cpu, cuda, cuda:N or mps"),
+        ("cuda", 0, "CUDA is not available on this machine"),
+        ("cuda:2", 2, "has 2 CUDA device(s), cuda:0 to cuda:1"),
+    ],
+)
+def test_unusable_device_is_refused_up_front(tiny, monkeypatch, device, cuda_count, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count)
+    model, tok = tiny
+    with pytest.raises(ValueError, match=re.escape(f"--device {device!r}")) as err:
+        TransformerEncoder(model, tok, device=device, progress=False)
+    assert message in str(err.value)
+
+
+def test_bad_device_fails_even_when_everything_is_cached(tmp_path, tiny_data):
+    """A warm cache encodes nothing, so `--device gpu0` used to pass and be recorded."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.model import save_checkpoint
+
+    backbone, tok = random_tiny(seed=0)
+    ckpt = save_checkpoint(backbone, tok, tmp_path / "tiny", "avg", 32)
+    args = ["score", ckpt, "--tasks", "stsb", "--data", tiny_data, "--cache-dir", tmp_path / "c"]
+    warm = CliRunner().invoke(main, [*map(str, args), "--out", str(tmp_path / "a.json")])
+    assert warm.exit_code == 0, warm.output
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(main, [*map(str, args), "--device", "gpu0", "--out", str(out)])
+    assert res.exit_code == 2 and "--device 'gpu0': expected cpu, cuda" in res.output
+    assert not out.exists()

@@ -159,3 +159,31 @@ def test_bad_device_fails_even_when_everything_is_cached(tmp_path, tiny_data):
     res = CliRunner().invoke(main, [*map(str, args), "--device", "gpu0", "--out", str(out)])
     assert res.exit_code == 2 and "--device 'gpu0': expected cpu, cuda" in res.output
     assert not out.exists()
+
+
+def test_max_length_beyond_the_position_limit_is_refused_up_front(tmp_path, tiny_data):
+    """--max-length 100000 crashed at the first long sentence (3002 vs 512 positions)."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.checkpoint import CheckpointError, checkpoint_info
+    from embeval.core.model import save_checkpoint
+
+    with pytest.raises(CheckpointError, match="--max-length 100000 exceeds the 512 token posit"):
+        checkpoint_info(max_length=100000)
+    assert checkpoint_info(max_length=512).max_length == 512
+    backbone, tok = random_tiny(seed=0)
+    ckpt = save_checkpoint(backbone, tok, tmp_path / "tiny", "avg", 32)
+    out = tmp_path / "r.json"
+    args = ["score", ckpt, "--tasks", "stsb", "--data", tiny_data, "--out", out, "--no-cache"]
+    res = CliRunner().invoke(main, [*map(str, args), "--max-length", "3002"])
+    assert res.exit_code == 2 and "use --max-length 512 or less" in res.output
+    assert not out.exists()
+
+
+def test_position_limit_leaves_out_roberta_padding_offset():
+    from embeval.core.checkpoint import position_limit
+
+    assert position_limit({"max_position_embeddings": 512, "model_type": "bert"}) == 512
+    roberta = {"max_position_embeddings": 514, "model_type": "roberta", "pad_token_id": 1}
+    assert position_limit(roberta) == 512

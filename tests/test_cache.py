@@ -2,6 +2,8 @@
 
 import errno
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +108,29 @@ def test_failed_cache_write_still_writes_results(tiny_data, tmp_path, monkeypatc
     res = CliRunner().invoke(main, [*map(str, args), "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     assert out.exists() and out.with_name("r.pairs.npz").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
+def test_unusable_cache_dir_is_named_up_front(fake_encoder, tmp_path, monkeypatch, where):
+    """A cache folder that cannot be used fails before encoding, naming the option and path."""
+    from embeval.eval.cache import CacheError
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    path = {"file": blocker, "under_file": blocker / "sub", "read_only": tmp_path / "ro" / "sub"}
+    if where == "read_only":  # chmod does not stop root, so the permission check is faked
+        (tmp_path / "ro").mkdir()
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: real(p, m) and Path(p).name != "ro")
+    expected = {
+        "file": "is a file; expected a folder",
+        "under_file": f"lies under the file {blocker}",
+        "read_only": f"{tmp_path / 'ro'} is not writable",
+    }
+    with pytest.raises(CacheError, match=re.escape(f"{path[where]} (--cache-dir)")) as err:
+        CachedEncoder(fake_encoder, path[where])
+    assert expected[where] in str(err.value)
+    monkeypatch.setenv("EMBEVAL_CACHE", str(path[where]))
+    with pytest.raises(CacheError, match=re.escape("($EMBEVAL_CACHE)")):
+        CachedEncoder(fake_encoder)
+    assert fake_encoder.calls == []

@@ -103,6 +103,18 @@ def test_unusable_input_exits_2(tmp_path, base, case, message):
     assert message in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("nosuch", "unknown task 'nosuch'. Known tasks: STS12,"),
+        ("stsx", "unknown task 'stsx'; did you mean STSBenchmark? Known tasks: STS12,"),
+    ],
+)
+def test_unknown_task_message_reads_as_sentences(base, task, message):
+    res = cli(base, "--baseline", base, "--task", task)
+    assert res.exit_code == 2 and message in res.output
+
+
 def test_missing_baseline_exits_2(tmp_path, base):
     res = cli(base, "--baseline", tmp_path / "nope.json")
     assert res.exit_code == 2 and "nope.json does not exist" in res.output

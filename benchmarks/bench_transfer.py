@@ -1,14 +1,20 @@
-"""Wall time of the seven SentEval transfer tasks on all-MiniLM-L6-v2, cold and warm cache.
+"""Wall time of the seven SentEval transfer tasks on all-MiniLM-L6-v2, and their spread over
+batch sizes.
 
-One run each, same process:
-  - cold: `score(tasks=transfer)` with an empty embedding cache (load data, encode every distinct
-    sentence of the seven tasks, the classifiers, cache write);
-  - warm: the same call again over the now warm cache (embeddings read back; classifiers only).
-Prints both wall times, their encode/classifier split, each task's accuracy and the average, and
-writes the cold run's results JSON (`--out`).
+In one process:
+  - cold: `score(tasks)` at the first of --batch-sizes with an empty embedding cache (load data,
+    encode every distinct sentence, the classifiers, cache write);
+  - warm: the same call again over the now warm cache (embeddings read back; classifiers only);
+  - every further batch size: the same tasks encoded again without a cache (the cache key does
+    not hold the batch size, so a cache would serve the first run's vectors).
+Prints the wall times, each task's accuracy per batch size side by side with its spread
+(max - min), and writes the cold run's results JSON (`--out`). The spread is reported, not
+promised to be 0: a batch of other lengths changes the float32 embeddings by ~1e-7, which can
+flip a test prediction that sits on the decision boundary (0.2 points on TREC's 500 questions).
 
-    nice python benchmarks/bench_transfer.py [--data ../shared/data] [--batch-size 64]
-        [--n-jobs -1] [--out reports/runs/all-MiniLM-L6-v2-transfer.json]
+    nice python benchmarks/bench_transfer.py [--data ../shared/data] [--batch-sizes 64,16,128]
+        [--tasks transfer] [--limit N] [--n-jobs -1]
+        [--out reports/runs/all-MiniLM-L6-v2-transfer.json]
 """
 
 from __future__ import annotations
@@ -21,10 +27,43 @@ from pathlib import Path
 from common import data_root
 
 
+def batch_sizes(text: str) -> list[int]:
+    sizes = [int(x) for x in text.split(",") if x.strip()]
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 16,64,128, got {text}")
+    return list(dict.fromkeys(sizes))
+
+
+def spread_table(runs: dict[int, object]) -> str:
+    """Accuracy (F1 for MRPC too) per task and batch size, and max - min across batch sizes."""
+    from embeval.cli import align_rows
+
+    first = next(iter(runs.values()))
+    head = ["task", *(f"batch {b}" for b in runs), "spread"]
+    rows = [head]
+    for task, m in first.tasks.items():
+        for key in ("accuracy", "f1"):
+            if key in m:
+                vals = [r.tasks[task][key] for r in runs.values()]
+                label = task if key == "accuracy" else f"{task} F1"
+                rows.append([label, *(f"{v:.2f}" for v in vals), f"{max(vals) - min(vals):.2f}"])
+    if first.transfer_avg is not None:
+        vals = [r.transfer_avg for r in runs.values()]
+        rows.append(["Avg.", *(f"{v:.2f}" for v in vals), f"{max(vals) - min(vals):.2f}"])
+    return "\n".join(align_rows(rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", default=str(data_root()), help="data root (default: $EMBEVAL_DATA)")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument(
+        "--batch-sizes",
+        type=batch_sizes,
+        default=[64, 16, 128],
+        help="comma-separated; the first is timed cold and warm (default: 64,16,128)",
+    )
+    ap.add_argument("--tasks", default="transfer", help="comma-separated (default: all seven)")
+    ap.add_argument("--limit", type=int, default=None, help="examples per split (smoke runs)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--n-jobs", type=int, default=-1, help="joblib workers (-1: every core)")
     ap.add_argument("--out", default="reports/runs/all-MiniLM-L6-v2-transfer.json")
@@ -41,33 +80,50 @@ def main() -> None:
     from embeval.eval.transfer import TransferConfig
 
     cfg = TransferConfig(n_jobs=args.n_jobs)
+    tasks = [t for t in args.tasks.split(",") if t.strip()]
     print(
-        f"7 transfer tasks; batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
-        f"joblib n_jobs {args.n_jobs} ({joblib.cpu_count()} cores)"
+        f"tasks {','.join(tasks)}; batch sizes {args.batch_sizes}, torch threads "
+        f"{torch.get_num_threads()}, joblib n_jobs {args.n_jobs} ({joblib.cpu_count()} cores)"
     )
+    model = TransformerEncoder.from_checkpoint(device=args.device, progress=True)
+
+    def encoder(batch_size: int) -> TransformerEncoder:  # one loaded model for every batch size
+        return TransformerEncoder(
+            model._ensure_loaded(),
+            model.tokenizer,
+            model.info,
+            batch_size=batch_size,
+            device=args.device,
+            progress=True,
+        )
+
+    def run(enc, label: str):
+        t = time.perf_counter()
+        r = score(
+            enc,
+            tasks,
+            root=Path(args.data),
+            limit=args.limit,
+            diagnostics=False,
+            transfer_config=cfg,
+        )
+        tm = r.meta["timings"]
+        print(
+            f"{label}: wall {time.perf_counter() - t:.1f}s = load {tm['load_s']:.1f}s + encode "
+            f"{tm['encode_s']:.1f}s ({r.meta['n_sentences']} distinct sentences) "
+            f"+ classifiers {tm['metrics_s']:.1f}s"
+        )
+        return r
+
+    first, *others = args.batch_sizes
     with tempfile.TemporaryDirectory() as cache:
-        runs = {}
-        for label in ("cold", "warm"):
-            enc = CachedEncoder(
-                TransformerEncoder.from_checkpoint(
-                    batch_size=args.batch_size, device=args.device, progress=True
-                ),
-                cache,
-            )
-            t = time.perf_counter()
-            runs[label] = score(
-                enc, ["transfer"], root=Path(args.data), diagnostics=False, transfer_config=cfg
-            )
-            wall = time.perf_counter() - t
-            tm = runs[label].meta["timings"]
-            print(
-                f"{label}: wall {wall:.1f}s = load {tm['load_s']:.1f}s + encode "
-                f"{tm['encode_s']:.1f}s ({runs[label].meta['n_sentences']} distinct sentences) "
-                f"+ classifiers {tm['metrics_s']:.1f}s"
-            )
-    print(format_table(runs["cold"]))
-    assert runs["cold"].tasks == runs["warm"].tasks, "warm run differs from cold run"
-    print(f"results: {save_run(runs['cold'], args.out)}")
+        cold = run(CachedEncoder(encoder(first), cache), f"batch {first} cold")
+        warm = run(CachedEncoder(encoder(first), cache), f"batch {first} warm")
+    assert cold.tasks == warm.tasks, "warm run differs from cold run"
+    runs = {first: cold, **{b: run(encoder(b), f"batch {b} uncached") for b in others}}
+    print(format_table(cold))
+    print(f"\naccuracy by batch size (spread = max - min):\n{spread_table(runs)}")
+    print(f"results (batch {first}): {save_run(cold, args.out)}")
 
 
 if __name__ == "__main__":

@@ -159,27 +159,56 @@ def run_score(
     cache_dir,
     no_cache,
     data,
+    overwrite=False,
 ):
-    """Score and save; returns (RunResult, path). Shared by `score` and `check`."""
-    from embeval.eval.results import save_run
-    from embeval.eval.score import score
+    """Score and save; returns (RunResult, path). Shared by `score` and `check`.
+
+    A results file is replaced only by the same run (same model and scoring settings, see
+    `results.same_run`) or with `overwrite`; another run is refused before encoding, and a clash
+    only found after scoring writes to a free sibling name, so finished work is never lost."""
+    from embeval.eval.results import differing_run, free_sibling, run_settings, save_run
+    from embeval.eval.score import default_run_name, score, select_tasks
 
     if out and not str(out).endswith(".json"):  # fail before minutes of encoding, not after
         raise ResultsError(f"output path {out} must end in .json")
     encoder = build_encoder(
         checkpoint, pooler, batch_size, device, dtype, max_length, cache_dir, no_cache
     )
-    run = score(
-        encoder,
-        split_tasks(tasks),
-        split=split,
-        root=data,
-        protocol=protocol,
-        limit=limit,
-        name=name,
+    names = split_tasks(tasks)
+    describe = encoder.describe()
+    slug = run_slug(name or default_run_name(describe.get("checkpoint")))
+    path = Path(out) if out else RUNS_DIR / f"{slug}-{split}.json"
+    planned = {**describe, "protocol": protocol, "split": split, "limit": limit}
+    differences = (
+        None
+        if overwrite
+        else differing_run(path, run_settings(planned, select_tasks(names, split, protocol)))
     )
-    path = Path(out) if out else RUNS_DIR / f"{run_slug(run.name)}-{split}.json"
+    if differences:
+        raise ResultsError(
+            f"{path} holds a different run ({'; '.join(differences)}); not replacing it: pass "
+            "--out FILE to write elsewhere, or --overwrite to replace it"
+        )
+    run = score(encoder, names, split=split, root=data, protocol=protocol, limit=limit, name=name)
+    differences = None if overwrite else differing_run(path, run_settings(run.meta, run.tasks))
+    if differences:  # appeared while scoring: keep both
+        sibling = free_sibling(path)
+        click.echo(
+            f"note: {path} now holds a different run ({'; '.join(differences)}); "
+            f"writing this one to {sibling}",
+            err=True,
+        )
+        path = sibling
     return run, save_run(run, path)
+
+
+def overwrite_option(f):
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace the results file even if it holds a different run (other model, tasks, "
+        "split or settings). Without it only a re-run of the same run replaces it.",
+    )(f)
 
 
 @main.command()
@@ -210,6 +239,7 @@ def run_score(
     type=click.Path(dir_okay=False),
     help="Results JSON. Default: reports/runs/NAME-SPLIT.json",
 )
+@overwrite_option
 @encoder_options
 def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
     """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS and transfer tasks."""
@@ -335,6 +365,7 @@ def report(results, out, fmt, baseline, train_log, n_boot, seed):
     type=click.Path(dir_okay=False),
     help="Results JSON when scoring a checkpoint. Default: reports/runs/NAME-SPLIT.json",
 )
+@overwrite_option
 @encoder_options
 def check(target, baseline, task, split, tolerance, n_boot, seed, name, out, **enc):
     """Regression gate: exit 1 if TARGET's Spearman falls below the baseline's by > tolerance.
@@ -355,7 +386,8 @@ def check(target, baseline, task, split, tolerance, n_boot, seed, name, out, **e
             meta = base.meta or {}
             limit = meta.get("limit") if meta.get("partial") else None
             protocol = meta.get("protocol", "simcse")
-            result, _ = run_score(target, (task,), split, protocol, limit, name, out, **enc)
+            result, path = run_score(target, (task,), split, protocol, limit, name, out, **enc)
+            click.echo(f"results: {path}")
         verdict = run_check(result, base, task, split, tolerance, n_boot, seed)
     except USER_ERRORS as exc:
         fail(exc)

@@ -1,5 +1,7 @@
 """TransformerEncoder: batching, sorting and dedup must not change a single vector."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +41,22 @@ def test_each_distinct_sentence_encoded_once(tiny, monkeypatch):
     )
     TransformerEncoder(model, tok, batch_size=2, progress=False).encode(SENTS)
     assert sum(seen) == len(set(SENTS)) == 4
+
+
+def test_texts_that_tokenize_alike_share_one_vector(tiny, monkeypatch):
+    """Under an uncased tokenizer `A  b` and `a b` are one input: encoded once, they are bitwise
+    equal (so their cosine is exactly 1) instead of differing by the noise of two batches."""
+    model, tok = tiny
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(
+        model, "forward", lambda **b: seen.append(len(b["input_ids"])) or forward(**b)
+    )
+    got = TransformerEncoder(model, tok, batch_size=1, progress=False).encode(
+        ["a b", "A  b", "x y z"]
+    )
+    assert sum(seen) == 2
+    assert (got[0] == got[1]).all() and not (got[0] == got[2]).all()
 
 
 def test_batches_are_length_sorted(tiny, monkeypatch):
@@ -106,3 +124,66 @@ def test_normalize_module_gives_sentence_transformers_embeddings(tmp_path, norma
     flipped = save_checkpoint(backbone, tok, tmp_path / "flip", "avg", 64, not normalize)
     other = TransformerEncoder.from_checkpoint(str(flipped), progress=False)
     assert other.fingerprint != ours.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda_count", "message"),
+    [
+        ("gpu0", 0, "expected cpu, cuda, cuda:N or mps"),
+        ("cuda", 0, "CUDA is not available on this machine"),
+        ("cuda:2", 2, "has 2 CUDA device(s), cuda:0 to cuda:1"),
+    ],
+)
+def test_unusable_device_is_refused_up_front(tiny, monkeypatch, device, cuda_count, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count)
+    model, tok = tiny
+    with pytest.raises(ValueError, match=re.escape(f"--device {device!r}")) as err:
+        TransformerEncoder(model, tok, device=device, progress=False)
+    assert message in str(err.value)
+
+
+def test_bad_device_fails_even_when_everything_is_cached(tmp_path, tiny_data):
+    """A warm cache encodes nothing, so `--device gpu0` used to pass and be recorded."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.model import save_checkpoint
+
+    backbone, tok = random_tiny(seed=0)
+    ckpt = save_checkpoint(backbone, tok, tmp_path / "tiny", "avg", 32)
+    args = ["score", ckpt, "--tasks", "stsb", "--data", tiny_data, "--cache-dir", tmp_path / "c"]
+    warm = CliRunner().invoke(main, [*map(str, args), "--out", str(tmp_path / "a.json")])
+    assert warm.exit_code == 0, warm.output
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(main, [*map(str, args), "--device", "gpu0", "--out", str(out)])
+    assert res.exit_code == 2 and "--device 'gpu0': expected cpu, cuda" in res.output
+    assert not out.exists()
+
+
+def test_max_length_beyond_the_position_limit_is_refused_up_front(tmp_path, tiny_data):
+    """--max-length 100000 crashed at the first long sentence (3002 vs 512 positions)."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.checkpoint import CheckpointError, checkpoint_info
+    from embeval.core.model import save_checkpoint
+
+    with pytest.raises(CheckpointError, match="--max-length 100000 exceeds the 512 token posit"):
+        checkpoint_info(max_length=100000)
+    assert checkpoint_info(max_length=512).max_length == 512
+    backbone, tok = random_tiny(seed=0)
+    ckpt = save_checkpoint(backbone, tok, tmp_path / "tiny", "avg", 32)
+    out = tmp_path / "r.json"
+    args = ["score", ckpt, "--tasks", "stsb", "--data", tiny_data, "--out", out, "--no-cache"]
+    res = CliRunner().invoke(main, [*map(str, args), "--max-length", "3002"])
+    assert res.exit_code == 2 and "use --max-length 512 or less" in res.output
+    assert not out.exists()
+
+
+def test_position_limit_leaves_out_roberta_padding_offset():
+    from embeval.core.checkpoint import position_limit
+
+    assert position_limit({"max_position_embeddings": 512, "model_type": "bert"}) == 512
+    roberta = {"max_position_embeddings": 514, "model_type": "roberta", "pad_token_id": 1}
+    assert position_limit(roberta) == 512

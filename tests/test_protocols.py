@@ -66,6 +66,9 @@ def test_cli_limit_marks_partial(tiny_data, tmp_path):
     assert run.meta["partial"] is True and run.meta["limit"] == 3
     assert run.tasks["STSBenchmark"]["n"] == 3
     res = CliRunner().invoke(main, [*args[:-2], "--out", str(out), "--no-cache"])
+    assert res.exit_code == 2 and "limit: 3 vs None" in res.output  # another run: not replaced
+    res = CliRunner().invoke(main, [*args[:-2], "--out", str(out), "--no-cache", "--overwrite"])
+    assert res.exit_code == 0, res.output
     assert load_run(out).meta["partial"] is False and load_run(out).meta["limit"] is None
 
 

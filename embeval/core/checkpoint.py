@@ -200,6 +200,19 @@ def fingerprint(path: Path, pooler: str, max_length: int, normalize: bool = Fals
     return h.hexdigest()
 
 
+# Models whose position ids start after the padding index (fairseq's convention), so that
+# max_position_embeddings counts pad_token_id + 1 positions no token can use.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart")
+
+
+def position_limit(config: dict) -> int:
+    """The most tokens a sentence may have for the model's position embeddings."""
+    limit = int(config.get("max_position_embeddings", 512))
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        limit -= int(config.get("pad_token_id", 1)) + 1
+    return limit
+
+
 def checkpoint_info(
     source: str | os.PathLike | None = None,
     pooler: str | None = None,
@@ -217,8 +230,17 @@ def checkpoint_info(
     pooler = pooler or own_pooler or "cls"
     if pooler not in POOLERS:
         raise CheckpointError(f"unknown pooler {pooler!r}; expected one of {', '.join(POOLERS)}")
-    limit = _read_json(path / "config.json").get("max_position_embeddings", 512)
-    max_length = int(max_length or own_max or min(limit, 512))
+    limit = position_limit(_read_json(path / "config.json"))
+    if max_length and max_length > limit:  # it would crash mid-run at the first long sentence
+        raise CheckpointError(
+            f"--max-length {max_length} exceeds the {limit} token positions of checkpoint "
+            f"{path} (max_position_embeddings in its config.json); use --max-length {limit} or less"
+        )
+    if own_max and own_max > limit:
+        log.warning(
+            "%s declares max length %d > its %d positions; using %d", path, own_max, limit, limit
+        )
+    max_length = int(max_length or min(own_max or 512, limit))
     return CheckpointInfo(
         source=DEFAULT_CHECKPOINT if source is None else str(source),
         path=str(path),

@@ -4,6 +4,8 @@ Layout: ``<cache_dir>/<fingerprint[:32]>/shard-*.npz``. Each `encode` call that 
 one shard (sha256 keys of the texts, their vectors, and a checksum over both) to a temporary
 file that is then renamed into place, so a crash never leaves a half-written shard under a valid
 name. A shard whose checksum, shape or format is off is deleted and its sentences re-encoded.
+A shard that cannot be written (disk full) is logged and skipped: the cache only saves time, so
+it never costs a finished run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,34 @@ def default_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     return Path(user_cache_dir("embeval")) / "embeddings"
 
 
+class CacheError(ValueError):
+    """A cache folder that cannot be used; the message names the option and the path."""
+
+
+def cache_source(explicit: str | os.PathLike | None = None) -> str:
+    """Where default_cache_dir took the folder from, for error messages."""
+    if explicit:
+        return "--cache-dir"
+    return "$EMBEVAL_CACHE" if os.environ.get("EMBEVAL_CACHE") else "the default cache folder"
+
+
+def check_cache_dir(path: Path, source: str) -> Path:
+    """Refuse, before any encoding, a cache folder that is a file, lies under a file, or cannot
+    be created or written; a later write failure (disk full) is only a warning."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:  # the deepest part that exists
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"lies under the file {probe}"
+        raise CacheError(f"embedding cache {path} ({source}) {where}; expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CacheError(
+            f"embedding cache {path} ({source}): {probe} is not writable; pick another "
+            "--cache-dir or pass --no-cache"
+        )
+    return path
+
+
 def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).hexdigest().encode()
 
@@ -49,7 +79,8 @@ class CachedEncoder:
         self.inner = inner
         self.fingerprint = inner.fingerprint
         key = hashlib.sha256(inner.fingerprint.encode()).hexdigest()[:32]
-        self.dir = default_cache_dir(cache_dir) / key
+        root = check_cache_dir(default_cache_dir(cache_dir), cache_source(cache_dir))
+        self.dir = root / key
         self.hits = self.misses = 0
 
     def describe(self) -> dict:
@@ -72,7 +103,16 @@ class CachedEncoder:
         if missing:
             vecs = check_finite(np.asarray(self.inner.encode(missing), np.float32), "encoder")
             new_keys = np.array([text_key(s) for s in missing], dtype="S64")
-            self._write(new_keys, vecs)
+            try:
+                self._write(new_keys, vecs)
+            except OSError as exc:  # disk full, file too large: the cache only saves time
+                log.warning(
+                    "could not write the embedding cache in %s (%s); the %d new embeddings are "
+                    "used but not cached",
+                    self.dir,
+                    exc.strerror or exc,
+                    len(missing),
+                )
             known.update(zip(new_keys.tolist(), vecs, strict=True))
         log.info("cache %s: %d hits, %d encoded", self.dir, self.hits, self.misses)
         return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)

@@ -92,7 +92,7 @@ def resolve_task(name: str, known: tuple[str, ...] = STS_TASKS) -> str:
     if key in lookup:
         return lookup[key]
     close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=0.5)
-    hint = f"; did you mean {lookup[close[0]]}?" if close else ""
+    hint = f"; did you mean {lookup[close[0]]}?" if close else "."
     raise DataError(f"unknown task {name!r}{hint} Known tasks: {', '.join(known)}")
 
 

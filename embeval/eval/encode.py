@@ -10,6 +10,7 @@ modules end with Normalize gets unit-length embeddings, as sentence-transformers
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -41,6 +42,35 @@ class Encoder(Protocol):
 
     def encode(self, sentences: Sequence[str]) -> np.ndarray:  # (N, D) float32
         ...
+
+
+def check_device(device: str | None) -> str | None:
+    """Refuse a device this machine cannot use, before any work: a bad name used to surface as
+    a traceback on a cold cache, and on a warm one (no encoding) to be recorded in the results."""
+    if device is None:
+        return None
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", device.strip())
+    if not m:
+        raise ValueError(f"--device {device!r}: expected cpu, cuda, cuda:N or mps")
+    kind, index = m.group(1), m.group(2)
+    if kind == "cpu":
+        return device
+    import torch
+
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(
+                f"--device {device!r}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}, built for CUDA {torch.version.cuda}); use --device cpu"
+            )
+        if index is not None and int(index) >= n:
+            raise ValueError(
+                f"--device {device!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}"
+            )
+    elif not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device!r}: MPS is not available on this machine; use cpu")
+    return device
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -123,7 +153,7 @@ class TransformerEncoder:
             raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self._device_arg, self._device = device, None
+        self._device_arg, self._device = check_device(device), None
         if dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"dtype {dtype} is for CUDA; on {self.device} use float32")
         self.model, self.tokenizer, self.info = model, tokenizer, info
@@ -183,12 +213,18 @@ class TransformerEncoder:
 
         model = self._ensure_loaded()
         ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)
-        order = np.argsort([-len(x) for x in ids["input_ids"]], kind="stable")  # longest first
+        # Texts that tokenize alike (case or spacing under an uncased model) share one vector,
+        # so they are identical, whichever batch they would have fallen in.
+        first: dict[tuple, int] = {}
+        src = np.array([first.setdefault(tuple(x), i) for i, x in enumerate(ids["input_ids"])])
+        distinct = np.array(list(first.values()))
+        lengths = [-len(ids["input_ids"][i]) for i in distinct]
+        order = distinct[np.argsort(lengths, kind="stable")]  # longest first
         was_training = model.training
         model.to(self.device).eval()
         emb: np.ndarray | None = None
         bar = tqdm(
-            total=len(sentences),
+            total=len(order),
             desc="encoding",
             unit="sent",
             disable=None if self.progress else True,  # None: off when not a terminal
@@ -224,4 +260,4 @@ class TransformerEncoder:
         finally:
             bar.close()
             model.train(was_training)
-        return check_finite(emb, self.info.source if self.info else "model")
+        return check_finite(emb[src], self.info.source if self.info else "model")

@@ -244,3 +244,54 @@ def load_pairs(
             "`embeval score` or put the matching .pairs.npz beside it"
         )
     return out
+
+
+# What makes two runs the same run: the model as scored and the scoring settings. Not the batch
+# size, device or cache (figures do not depend on them), nor the time or embeval version.
+RUN_SETTINGS = (
+    "fingerprint",
+    "pooler",
+    "normalize",
+    "max_length",
+    "dtype",
+    "protocol",
+    "split",
+    "limit",
+    "tasks",
+)
+
+
+def run_settings(meta: dict, tasks) -> dict:
+    """The settings `same_run` compares, from a run's metadata and its task names."""
+    return {**{k: meta.get(k) for k in RUN_SETTINGS}, "tasks": sorted(tasks)}
+
+
+def same_run(a: dict, b: dict) -> list[str]:
+    """How two `run_settings` dicts differ, as 'key: a vs b' lines; [] means the same run, so
+    one may replace the other's file (re-running a command), anything else may not silently."""
+    return [
+        f"{k}: {a.get(k)!r} vs {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
+
+
+def free_sibling(path: Path) -> Path:
+    """`NAME-2.json`, `NAME-3.json`, … : the first name whose JSON and pairs files are both free."""
+    stem = path.name.removesuffix(".json")
+    for i in range(2, 10_000):
+        candidate = path.with_name(f"{stem}-{i}.json")
+        if not candidate.exists() and not pairs_path(candidate).exists():
+            return candidate
+    raise ResultsError(f"no free file name beside {path}")
+
+
+def differing_run(path: Path, settings: dict) -> list[str] | None:
+    """How the run saved in `path` differs from `settings` (None: no file there; []: same run)."""
+    if not path.exists():
+        return None
+    try:
+        existing = load_run(path)
+    except ResultsError as exc:
+        return [f"unreadable ({exc})"]
+    return same_run(run_settings(existing.meta, existing.tasks), settings)

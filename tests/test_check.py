@@ -180,3 +180,17 @@ def test_packaged_model_passes_committed_baseline(shared_data, tmp_path):
     assert got == pytest.approx({k: base.tasks["STSBenchmark"][k] for k in got}, abs=0.01)
     for key in ("alignment", "uniformity", "anisotropy", "effective_rank"):
         assert run.diagnostics[key] == pytest.approx(base.diagnostics[key], abs=0.01), key
+
+
+def test_a_pairs_file_of_another_run_is_named_in_the_verdict(tmp_path, base):
+    """The gate still decides on the figures, but says why it has no p-value: the per-pair file
+    beside the result belongs to another run (its run_id differs), not merely 'no files'."""
+    other = synthetic_run(tmp_path / "other.json", "other", noise=0.5, seed=2)
+    same = synthetic_run(tmp_path / "same.json", "same", noise=0.3)
+    (tmp_path / "same.pairs.npz").write_bytes((tmp_path / "other.pairs.npz").read_bytes())
+    assert other.exists()
+    res = cli(same, "--baseline", base, "--bootstrap", 200)
+    assert res.exit_code == 0, res.output
+    (line,) = res.output.strip().splitlines()
+    assert "paired bootstrap: unavailable (" in line
+    assert "same.pairs.npz" in line and "no per-pair files" not in line

@@ -35,6 +35,7 @@ class Verdict:
     p: float | None  # paired bootstrap p-value; None when no per-pair files
     name: str
     baseline_name: str
+    no_pairs: str = "no per-pair files"  # why p is None, for the verdict line
 
     @property
     def diff(self) -> float:
@@ -45,7 +46,7 @@ class Verdict:
         head = "OK" if self.ok else "REGRESSION"
         rel = "within" if self.ok else "beyond"
         if self.p is None:
-            sig = "paired bootstrap: unavailable (no per-pair files)"
+            sig = f"paired bootstrap: unavailable ({self.no_pairs})"
         else:
             called = "significant" if self.p < ALPHA else "not significant"
             sig = f"paired bootstrap p={format_p(self.p)} ({called} at {ALPHA})"
@@ -95,11 +96,12 @@ def check(
             f"result is {desc[pa].format(ma.get('limit'))} but baseline is "
             f"{desc[pb].format(mb.get('limit'))}: a partial run is not comparable with a full one"
         )
-    p = None
+    p, no_pairs = None, "no per-pair files"
     try:
         pairs_a, pairs_b = result.load_pairs().get(task), baseline.load_pairs().get(task)
-    except ResultsError:
+    except ResultsError as exc:  # missing, unreadable or another run's: say which, gate anyway
         pairs_a = pairs_b = None
+        no_pairs = str(exc)
     if pairs_a is not None and pairs_b is not None:
         if not same_pairs(pairs_a, pairs_b):
             raise CheckError(
@@ -111,5 +113,14 @@ def check(
         p = stats.paired_p_value(rho[0], rho[1], a["spearman"] - b["spearman"])
     ok = a["spearman"] >= b["spearman"] - tolerance
     return Verdict(
-        ok, task, split, a["spearman"], b["spearman"], tolerance, p, result.name, baseline.name
+        ok,
+        task,
+        split,
+        a["spearman"],
+        b["spearman"],
+        tolerance,
+        p,
+        result.name,
+        baseline.name,
+        no_pairs,
     )

@@ -68,9 +68,11 @@ def test_max_length_run_never_serves_a_full_length_run(ckpt, tmp_path):
     assert short.dir != full.dir
 
 
-def test_dtype_is_part_of_the_encoder_fingerprint(ckpt, tmp_path):
+def test_dtype_is_part_of_the_encoder_fingerprint(ckpt, tmp_path, monkeypatch):
     """float16 vectors differ from float32 ones; the encoder (not the checkpoint) adds the dtype.
-    device="cuda" is only recorded here: nothing is encoded, so no GPU is needed."""
+    device="cuda" is only recorded here: nothing is encoded, so no GPU is needed (the up-front
+    device check, which would refuse cuda on a CPU machine, is bypassed)."""
+    monkeypatch.setattr("embeval.eval.encode.check_device", lambda device: device)
     info = checkpoint_info(ckpt)
     keys = {
         dtype: TransformerEncoder(None, None, info, dtype=dtype, device="cuda").fingerprint

@@ -687,3 +687,25 @@ def test_core_does_not_import_the_evaluation_layer():
         "bad = [m for m in sys.modules if m.startswith('embeval.eval')]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_last_batch_of_one_without_a_negative_is_dropped():
+    """N mod B == 1 left a 1x1 similarity matrix at each epoch's end (loss 0, but AdamW's momentum
+    still moved the weights); a triplet's hard_neg is a negative, so its lone row is kept."""
+    from embeval.core.train_data import TrainData
+    from embeval.core.trainer import steps_per_epoch
+
+    def data(cols, n):
+        return TrainData("f", cols, [("s",) * len(cols)] * n)
+
+    one, pairs, triplets = ("sent0",), ("sent0", "sent1"), ("sent0", "sent1", "hard_neg")
+    assert steps_per_epoch(5, 2, 1, data(one, 5), "infonce") == 2  # 2 + 2, the 1 dropped
+    assert steps_per_epoch(6, 2, 1, data(one, 6), "infonce") == 3
+    assert steps_per_epoch(7, 3, 1, data(one, 7), "infonce") == 2
+    assert steps_per_epoch(8, 3, 1, data(one, 8), "infonce") == 3  # a last batch of 2 is kept
+    assert steps_per_epoch(5, 2, 1, data(pairs, 5), "sup-simcse") == 2
+    assert steps_per_epoch(5, 2, 1, data(triplets, 5), "sup-simcse") == 3
+    assert steps_per_epoch(5, 2, 1, data(triplets, 5), "align-uniform") == 2
+    assert (
+        steps_per_epoch(9, 4, 2, data(one, 9), "infonce") == 2
+    )  # several processes: ragged dropped

@@ -177,6 +177,18 @@ def check_batch_size(batch_size: int, world: int, data: TrainData, loss: str) ->
         )
 
 
+def steps_per_epoch(n: int, global_batch: int, world: int, data: TrainData, loss: str) -> int:
+    """Batches per epoch. Several processes drop the ragged last batch (their gathers need equal
+    batches); one process keeps it, unless it would hold a single example with no negative (a
+    1x1 similarity matrix: loss 0, yet AdamW's momentum would still move the weights)."""
+    full, rest = divmod(n, global_batch)
+    if world > 1 or rest == 0:
+        return full
+    if not negatives_per_anchor(rest, len(data.columns), loss):
+        return full
+    return full + 1
+
+
 def loss_kwargs(fn: Callable[..., torch.Tensor], cfg: TrainConfig) -> dict:
     """The hyper-parameters `fn` accepts, from the config fields that hold them."""
     candidates = {
@@ -267,8 +279,7 @@ class Trainer:
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
         check_batch_size(config.batch_size, self.world, self.data, config.loss)
         n, global_batch = len(self.data.examples), config.batch_size * self.world
-        # Multi-process gathers need equal batches: drop the ragged last one there.
-        self.steps_per_epoch = n // global_batch if self.world > 1 else math.ceil(n / global_batch)
+        self.steps_per_epoch = steps_per_epoch(n, global_batch, self.world, self.data, config.loss)
         self.total_steps = (
             config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
         )

@@ -162,10 +162,18 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "metrics-cosine-unnormalised",
         METRICS,
-        "return (l2_normalize(a) * l2_normalize(b)).sum(axis=1)",
-        "return (a * b).sum(axis=1)",
+        "(l2_normalize(a) * l2_normalize(b)).sum(axis=1))",
+        "(a * b).sum(axis=1))",
         ("tests/test_metrics.py",),
         "STS similarities are dot products",
+    ),
+    Mutant(
+        "metrics-identical-pairs-not-exactly-one",
+        METRICS,
+        "np.where(same, 1.0,",
+        "np.where(same & False, 1.0,",
+        ("tests/test_metrics.py",),
+        "identical pairs get 1 +- 2e-16, so a subset's Spearman moves with --batch-size (issue 13)",
     ),
     Mutant(
         "metrics-simcse-avg-unrounded",

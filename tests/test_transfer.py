@@ -6,6 +6,7 @@ by construction, or labels independent of the text).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import numpy as np
@@ -303,3 +304,25 @@ def test_fast_path_equals_reference(shuffled, task):
     fast = evaluate(d, emb, TransferConfig(n_jobs=2), timings)
     assert fast == evaluate(d, emb, REFERENCE)
     assert set(timings) == {"search_s", "final_s"} and min(timings.values()) > 0
+
+
+def test_cli_score_jobs(tmp_path, separable):
+    """`score --jobs N` reaches the classifiers (recorded in the results' meta.transfer);
+    0 processes is refused naming the option."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.model import random_tiny, save_checkpoint
+    from embeval.eval.results import load_run
+
+    ckpt = save_checkpoint(*random_tiny(seed=0), tmp_path / "tiny", "avg", 32)
+    out = tmp_path / "run.json"
+    base = ["score", str(ckpt), "--tasks", "TREC", "--data", str(separable), "--out", str(out)]
+    res = CliRunner().invoke(main, [*base, "--no-cache", "--jobs", "0"])
+    assert res.exit_code == 2 and "--jobs" in res.output and "positive number" in res.output
+    res = CliRunner().invoke(main, [*base, "--no-cache", "--jobs", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert load_run(out).meta["transfer"] == {
+        **dataclasses.asdict(TransferConfig()),
+        "n_jobs": 1,
+    }

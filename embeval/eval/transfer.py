@@ -18,6 +18,7 @@ spaces; an empty line becomes "." as SentEval's example batchers do. Figures are
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
@@ -255,13 +256,20 @@ def _fit_grid(regs, cfg: TransferConfig, x, y, train, test, xte=None, yte=None) 
     The fold's rows are gathered once (not once per C) and each fit runs single-threaded,
     since the cores are already busy with one such job each: sklearn's OpenMP loss and BLAS
     threads on a loaded machine spin-wait (11 s instead of 0.6 s for one TREC fit, measured)."""
-    from threadpoolctl import threadpool_limits
-
     xtr, ytr = (x, y) if train is None else (x[train], y[train])
     if xte is None:
         xte, yte = x[test], y[test]
-    with threadpool_limits(1):
+    with _threadpools().limit(limits=1):
         return [_fit_score(c, cfg, xtr, ytr, None, None, xte, yte) for c in regs]
+
+
+@functools.cache
+def _threadpools():
+    """This process's BLAS/OpenMP pools, found once: finding them takes ~0.1 s, a fit less."""
+    import sklearn.linear_model  # noqa: F401  (its OpenMP and BLAS libraries loaded first)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _fits(jobs: list, cfg: TransferConfig) -> list[list]:

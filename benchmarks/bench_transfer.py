@@ -123,6 +123,7 @@ def compare(args) -> None:
                     f"{t[0] / t[2]:.1f}",
                 ]
             )
+        print("  ".join(f"{k} {v:.1f}s" for k, t in tim.items() for v in [sum(t.values())]))
         m = res["after"]
         f1 = f" F1 {m['f1']:.2f}" if "f1" in m else ""
         print(

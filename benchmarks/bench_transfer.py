@@ -12,18 +12,30 @@ Prints the wall times, each task's accuracy per batch size side by side with its
 promised to be 0: a batch of other lengths changes the float32 embeddings by ~1e-7, which can
 flip a test prediction that sits on the decision boundary (0.2 points on TREC's 500 questions).
 
+--compare: the warm path only, before vs after, side by side. Each task's embeddings are
+encoded once (through the cache at --cache, if given), then per task, interleaved: the
+reference path (SentEval's loop: one joblib job per (fold, C), library thread defaults), the
+reference with every fit on one thread (change 1: no oversubscribed BLAS/OpenMP threads in the
+main process's fits), and the fast path (change 2 on top: one job per fold, its rows gathered
+once for all C's). Prints per task and phase (search for C, final fit) the seconds of each and
+the speed-up, checks that the three give equal results, and the load average (a shared
+machine inflates absolute times; read the ratios).
+
     nice python benchmarks/bench_transfer.py [--data ../shared/data] [--batch-sizes 64,16,128]
         [--tasks transfer] [--limit N] [--n-jobs -1]
         [--out reports/runs/all-MiniLM-L6-v2-transfer.json]
+    nice python benchmarks/bench_transfer.py --compare [--tasks TREC,MRPC,SST2] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from common import data_root
 
 
@@ -53,6 +65,80 @@ def spread_table(runs: dict[int, object]) -> str:
     return "\n".join(align_rows(rows))
 
 
+def _warm_worker() -> None:
+    """Start a joblib worker and import scikit-learn in it before any timing."""
+    import sklearn.linear_model  # noqa: F401
+
+
+def compare(args) -> None:
+    """Warm path before vs after on the same vectors; see the module docstring."""
+    from threadpoolctl import threadpool_limits
+
+    from embeval.cli import align_rows
+    from embeval.eval.cache import CachedEncoder
+    from embeval.eval.datasets import resolve_task
+    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.transfer import TRANSFER_TASKS, TransferConfig, evaluate, load_transfer
+
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = [t for n in names for t in (TRANSFER_TASKS if n == "transfer" else [n])]
+    tasks = [resolve_task(t, TRANSFER_TASKS) for t in tasks]
+    enc = TransformerEncoder.from_checkpoint(batch_size=args.batch_sizes[0], progress=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cached = CachedEncoder(enc, args.cache or tmp)
+        data, vecs = {}, {}
+        for task in tasks:
+            d = load_transfer(task, Path(args.data))
+            data[task] = d.head(args.limit) if args.limit else d
+            sents = list(dict.fromkeys(data[task].sentences()))
+            vecs[task] = dict(zip(sents, cached.encode(sents), strict=True))
+    ref = TransferConfig(n_jobs=args.n_jobs, fast=False)
+    variants = {  # name -> (config, threads per fit in this process)
+        "before": (ref, None),
+        "1 thread": (ref, 1),
+        "after": (TransferConfig(n_jobs=args.n_jobs), None),
+    }
+    rows = [["task", "phase", *(f"{v} s" for v in variants), "x 1 thread", "x after"]]
+    totals = dict.fromkeys(variants, 0.0)
+    from joblib import Parallel, delayed
+
+    Parallel(n_jobs=args.n_jobs)(delayed(_warm_worker)() for _ in range(8))  # not timed
+    for task in tasks:
+        emb = lambda xs, t=task: np.stack([vecs[t][s] for s in xs])  # noqa: E731
+        res, tim = {}, {}
+        for name, (cfg, threads) in variants.items():
+            tim[name] = {}
+            with threadpool_limits(threads):
+                res[name] = evaluate(data[task], emb, cfg, tim[name])
+            totals[name] += sum(tim[name].values())
+        same = all(r == res["before"] for r in res.values())
+        for phase in ("search_s", "final_s"):
+            t = [tim[v][phase] for v in variants]
+            rows.append(
+                [
+                    task,
+                    phase[:-2],
+                    *(f"{x:.1f}" for x in t),
+                    f"{t[0] / t[1]:.1f}",
+                    f"{t[0] / t[2]:.1f}",
+                ]
+            )
+        print("  ".join(f"{k} {v:.1f}s" for k, t in tim.items() for v in [sum(t.values())]))
+        m = res["after"]
+        f1 = f" F1 {m['f1']:.2f}" if "f1" in m else ""
+        print(
+            f"{task}: accuracy {m['accuracy']:.2f}{f1} C {m['C']}; results equal: {same}",
+            flush=True,
+        )
+        assert same, f"{task}: fast path differs from the reference: {res}"
+    t = list(totals.values())
+    rows.append(["all", "", *(f"{x:.1f}" for x in t), f"{t[0] / t[1]:.1f}", f"{t[0] / t[2]:.1f}"])
+    print("\n".join(align_rows(rows)))
+    print(
+        f"load average at the end {os.getloadavg()}, {os.cpu_count()} cores, n_jobs {args.n_jobs}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", default=str(data_root()), help="data root (default: $EMBEVAL_DATA)")
@@ -67,7 +153,11 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--n-jobs", type=int, default=-1, help="joblib workers (-1: every core)")
     ap.add_argument("--out", default="reports/runs/all-MiniLM-L6-v2-transfer.json")
+    ap.add_argument("--compare", action="store_true", help="warm path: before vs after")
+    ap.add_argument("--cache", default=None, help="--compare: embedding cache (default: temp)")
     args = ap.parse_args()
+    if args.compare:
+        return compare(args)
 
     import joblib
     import torch

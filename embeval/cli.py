@@ -160,6 +160,7 @@ def run_score(
     no_cache,
     data,
     overwrite=False,
+    jobs=-1,
 ):
     """Score and save; returns (RunResult, path). Shared by `score` and `check`.
 
@@ -189,7 +190,19 @@ def run_score(
             f"{path} holds a different run ({'; '.join(differences)}); not replacing it: pass "
             "--out FILE to write elsewhere, or --overwrite to replace it"
         )
-    run = score(encoder, names, split=split, root=data, protocol=protocol, limit=limit, name=name)
+    from embeval.eval.transfer import TransferConfig
+
+    clf = TransferConfig(n_jobs=jobs)
+    run = score(
+        encoder,
+        names,
+        split=split,
+        root=data,
+        protocol=protocol,
+        limit=limit,
+        name=name,
+        transfer_config=clf,
+    )
     differences = None if overwrite else differing_run(path, run_settings(run.meta, run.tasks))
     if differences:  # appeared while scoring: keep both
         sibling = free_sibling(path)
@@ -209,6 +222,13 @@ def overwrite_option(f):
         help="Replace the results file even if it holds a different run (other model, tasks, "
         "split or settings). Without it only a re-run of the same run replaces it.",
     )(f)
+
+
+def check_jobs(ctx, param, value: int) -> int:
+    """joblib's n_jobs: a positive count, or -1 (every core), -2 (all but one), ..."""
+    if value == 0:
+        raise click.BadParameter("expected a positive number of processes, or -1 for every core")
+    return value
 
 
 @main.command()
@@ -240,6 +260,15 @@ def overwrite_option(f):
     help="Results JSON. Default: reports/runs/NAME-SPLIT.json",
 )
 @overwrite_option
+@click.option(
+    "--jobs",
+    type=int,
+    default=-1,
+    show_default=True,
+    callback=check_jobs,
+    help="Processes for the transfer-task classifiers (-1: every core). Results do not depend "
+    "on it.",
+)
 @encoder_options
 def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
     """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS and transfer tasks."""

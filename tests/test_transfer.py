@@ -6,6 +6,7 @@ by construction, or labels independent of the text).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import numpy as np
@@ -263,3 +264,65 @@ def test_trec_mrpc_search_senteval_kfold_grid():
     sp = transfer.Split([f"q{i}" for i in range(60)], y)
     ours = transfer.kfold_then_test(sp, sp, x, x, "TREC", ("a", "b", "c"), SERIAL)
     assert ours["C"] == senteval.best_params_["C"]
+
+
+# ------------------------------------------------------------------ fast path == reference
+
+REFERENCE = TransferConfig(n_jobs=2, fast=False)
+
+
+def test_fast_fits_equal_reference_predictions():
+    """The fast path (one job per fold with all its C's, one thread per fit) runs the very fits
+    of the reference (one job per (fold, C)): every prediction of every (fold, C) is equal.
+    Synthetic 3-class features (12 Gaussian dimensions, the class's own shifted by 0.7; seed 5),
+    overlapping classes so that the fits differ across C and some stop at max_iter."""
+    rng = np.random.default_rng(5)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.standard_normal((120, 12)).astype(np.float32)
+    x[np.arange(120), y] += 0.7
+    regs = [2.0**t for t in range(-1, 6)]
+    jobs = [(regs, x, y, a, b) for a, b in transfer._folds(y, 10, 1111)]
+    jobs.append(([4.0], x, y, None, None, x[:30], y[:30]))  # a final fit on a held-out set
+    fast = transfer._fits(jobs, TransferConfig(n_jobs=2))
+    ref = transfer._fits(jobs, REFERENCE)
+    assert [len(r) for r in fast] == [len(r) for r in ref] == [7] * 10 + [1]
+    accs = {a for job in ref for a, _ in job}
+    assert len(accs) > 3  # the fixture's fits are not all alike
+    for got, want in zip(fast, ref, strict=True):
+        for (a1, p1), (a2, p2) in zip(got, want, strict=True):
+            assert a1 == a2
+            np.testing.assert_array_equal(p1, p2)
+
+
+@pytest.mark.parametrize("task", TRANSFER_TASKS)
+def test_fast_path_equals_reference(shuffled, task):
+    """Every protocol (nested CV, dev split, k-fold then test) gives the same accuracy, dev
+    accuracy, C (and F1) on the fast path as on the reference; labels are noise so C matters."""
+    d = load_transfer(task, shuffled)
+    emb = embed_with(KeywordEncoder())
+    timings: dict = {}
+    fast = evaluate(d, emb, TransferConfig(n_jobs=2), timings)
+    assert fast == evaluate(d, emb, REFERENCE)
+    assert set(timings) == {"search_s", "final_s"} and min(timings.values()) > 0
+
+
+def test_cli_score_jobs(tmp_path, separable):
+    """`score --jobs N` reaches the classifiers (recorded in the results' meta.transfer);
+    0 processes is refused naming the option."""
+    from click.testing import CliRunner
+
+    from embeval.cli import main
+    from embeval.core.model import random_tiny, save_checkpoint
+    from embeval.eval.results import load_run
+
+    ckpt = save_checkpoint(*random_tiny(seed=0), tmp_path / "tiny", "avg", 32)
+    out = tmp_path / "run.json"
+    base = ["score", str(ckpt), "--tasks", "TREC", "--data", str(separable), "--out", str(out)]
+    res = CliRunner().invoke(main, [*base, "--no-cache", "--jobs", "0"])
+    assert res.exit_code == 2 and "--jobs" in res.output and "positive number" in res.output
+    res = CliRunner().invoke(main, [*base, "--no-cache", "--jobs", "1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert load_run(out).meta["transfer"] == {
+        **dataclasses.asdict(TransferConfig()),
+        "n_jobs": 1,
+    }

@@ -172,9 +172,25 @@ def run_score(
 
     if out and not str(out).endswith(".json"):  # fail before minutes of encoding, not after
         raise ResultsError(f"output path {out} must end in .json")
+    # torchrun / accelerate launch: each process encodes a share (the env test keeps a warm,
+    # single-process run free of importing torch)
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = sharded_device(device) if launched else device
     encoder = build_encoder(
-        checkpoint, pooler, batch_size, device, dtype, max_length, cache_dir, no_cache
+        checkpoint,
+        pooler,
+        batch_size,
+        device,
+        dtype,
+        max_length,
+        cache_dir,
+        no_cache,
+        progress=os.environ.get("RANK", "0") == "0",
     )
+    if launched:
+        from embeval.eval.shard import ShardedEncoder
+
+        encoder = ShardedEncoder(encoder)
     names = split_tasks(tasks)
     describe = encoder.describe()
     slug = run_slug(name or default_run_name(describe.get("checkpoint")))
@@ -203,6 +219,8 @@ def run_score(
         name=name,
         transfer_config=clf,
     )
+    if run is None:  # another rank of a sharded run: rank 0 saves and prints
+        return None, None
     differences = None if overwrite else differing_run(path, run_settings(run.meta, run.tasks))
     if differences:  # appeared while scoring: keep both
         sibling = free_sibling(path)
@@ -213,6 +231,17 @@ def run_score(
         )
         path = sibling
     return run, save_run(run, path)
+
+
+def sharded_device(device: str | None) -> str | None:
+    """Join the process group torchrun / accelerate launch describe; this process's device.
+    On CUDA each process takes its own GPU (LOCAL_RANK) unless --device names an index."""
+    from embeval.core.distributed import init_from_env
+
+    own = init_from_env()
+    if own is None or (device and device != own.type):
+        return device
+    return str(own) if own.type == "cuda" else device
 
 
 def overwrite_option(f):
@@ -276,6 +305,8 @@ def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
         run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
     except USER_ERRORS as exc:
         fail(exc)
+    if run is None:  # not rank 0 of a sharded run
+        return
     click.echo(format_table(run))
     click.echo(f"\nresults: {path}")
 
@@ -416,6 +447,8 @@ def check(target, baseline, task, split, tolerance, n_boot, seed, name, out, **e
             limit = meta.get("limit") if meta.get("partial") else None
             protocol = meta.get("protocol", "simcse")
             result, path = run_score(target, (task,), split, protocol, limit, name, out, **enc)
+            if result is None:  # not rank 0 of a sharded run
+                return
             click.echo(f"results: {path}")
         verdict = run_check(result, base, task, split, tolerance, n_boot, seed)
     except USER_ERRORS as exc:

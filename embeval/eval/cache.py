@@ -6,6 +6,13 @@ file that is then renamed into place, so a crash never leaves a half-written sha
 name. A shard whose checksum, shape or format is off is deleted and its sentences re-encoded.
 A shard that cannot be written (disk full) is logged and skipped: the cache only saves time, so
 it never costs a finished run.
+
+Several processes may use one folder at once (a sharded `torchrun` run, or two runs side by
+side): there is no index or counter to race on. A writer only adds shards, each under a name
+derived from its content and renamed into place whole (a temporary file starts with "." and
+never matches ``shard-*.npz``); a reader sees a shard entirely or not at all. Two writers of the
+same sentences leave two shards whose vectors agree to float noise; readers take them in name
+order, so every reader picks the same one.
 """
 
 from __future__ import annotations

@@ -79,9 +79,12 @@ def score(
     name: str | None = None,
     diagnostics: bool = True,
     transfer_config: transfer.TransferConfig | None = None,
-) -> RunResult:
+) -> RunResult | None:
     """Score `encoder` on STS and SentEval transfer tasks; the output contract is in
-    `embeval.eval.results`. Transfer tasks follow SentEval's own splits (`split` must be test)."""
+    `embeval.eval.results`. Transfer tasks follow SentEval's own splits (`split` must be test).
+
+    With a `ShardedEncoder` (torchrun) every process calls this, encodes its share, and only
+    rank 0 measures and gets the RunResult; the other ranks get None."""
     t0 = time.perf_counter()
     root = data_root(root)
     if limit is not None and limit < 2:
@@ -114,8 +117,10 @@ def score(
         )
     )
     t1 = time.perf_counter()
-    emb = encoder.encode(sentences)  # (U, D)
+    emb = encoder.encode(sentences)  # (U, D); sharded: every process encodes its share
     t2 = time.perf_counter()
+    if getattr(encoder, "rank", 0) != 0:  # a sharded run is measured and saved by rank 0 alone
+        return None
     row = {s: i for i, s in enumerate(sentences)}
 
     def vectors(texts: list[str]) -> np.ndarray:
@@ -152,6 +157,7 @@ def score(
         "data_root": str(root),
         "data_checksums": {t: checksum(d.files) for t, d in [*data.items(), *clf_data.items()]},
         "n_sentences": len(sentences),
+        "world_size": getattr(encoder, "world_size", 1),  # processes that shared the encoding
         "timings": {
             "load_s": t1 - t0,
             "encode_s": t2 - t1,

@@ -58,8 +58,9 @@ def model_dir(root: Path, fingerprint: str) -> Path:
     return Path(root) / "onnx" / hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
 
 
-def export_int8(model, tokenizer, dest: Path) -> Path:
-    """Export `model` (a SentenceModel) to ONNX, quantize it to int8, put it at `dest`."""
+def export_int8(model, tokenizer, dest: Path, quantize: bool = True) -> Path:
+    """Export `model` (a SentenceModel) to ONNX, quantize it to int8, put it at `dest`.
+    quantize=False keeps the float32 graph (the benchmark's ONNX Runtime float32 reference)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -93,7 +94,12 @@ def export_int8(model, tokenizer, dest: Path) -> Path:
                 )
         finally:
             model.train(was_training)
-        quantize_dynamic(str(f32), str(tmp / FILE), weight_type=QuantType.QInt8, per_channel=True)
+        if quantize:
+            quantize_dynamic(
+                str(f32), str(tmp / FILE), weight_type=QuantType.QInt8, per_channel=True
+            )
+        else:
+            os.replace(f32, tmp / FILE)
         open_mode(tmp / FILE)
         os.replace(tmp / FILE, dest)  # atomic: readers see no model or a whole one
     finally:

@@ -166,7 +166,7 @@ def main() -> None:
     pb, _ = encode_flops(lengths, by_budget, cfg)
 
     gf = 1e9
-    print(f"\nmatmul float32, N={n_tok} tokens per batch (mean, padded):")
+    print(f"\nmatmul float32, N={n_tok} tokens per batch (mean, padded), last repeat:")
     for name, r in rates.items():
         print(f"  {name:10}{r / gf:8.1f} GFLOP/s")
     print(

@@ -92,11 +92,22 @@ def run_slug(name: str) -> str:
 
 
 def build_encoder(
-    checkpoint, pooler, batch_size, device, dtype, max_length, cache_dir, no_cache, progress=True
+    checkpoint,
+    pooler,
+    batch_size,
+    device,
+    dtype,
+    max_length,
+    cache_dir,
+    no_cache,
+    progress=True,
+    quantize=None,
 ):
-    from embeval.eval.cache import CachedEncoder
+    from embeval.eval.cache import CachedEncoder, default_cache_dir
     from embeval.eval.encode import TransformerEncoder
 
+    # int8 models are exported once per checkpoint into the cache folder (--no-cache: a temp one)
+    onnx_dir = None if no_cache or not quantize else default_cache_dir(cache_dir)
     enc = TransformerEncoder.from_checkpoint(
         checkpoint,
         pooler=pooler,
@@ -105,6 +116,8 @@ def build_encoder(
         device=device,
         dtype=dtype,
         progress=progress,
+        quantize=quantize,
+        onnx_dir=onnx_dir,
     )
     return enc if no_cache else CachedEncoder(enc, cache_dir)
 
@@ -121,6 +134,12 @@ def encoder_options(f):
             default="float32",
             show_default=True,
             help="float16/bfloat16: CUDA only.",
+        ),
+        click.option(
+            "--quantize",
+            type=click.Choice(["int8"]),
+            help="int8: dynamic int8 linear layers via ONNX Runtime, CPU only (pip install "
+            "'embeval[int8]'). Recorded in the results; `check` refuses to mix it with float32.",
         ),
         click.option("--max-length", type=click.IntRange(1), help="Token limit per sentence."),
         click.option(
@@ -159,6 +178,7 @@ def run_score(
     cache_dir,
     no_cache,
     data,
+    quantize=None,
     overwrite=False,
     jobs=-1,
 ):
@@ -186,6 +206,7 @@ def run_score(
         cache_dir,
         no_cache,
         progress=os.environ.get("RANK", "0") == "0",
+        quantize=quantize,
     )
     if launched:
         from embeval.eval.shard import ShardedEncoder
@@ -425,9 +446,16 @@ def report(results, out, fmt, baseline, train_log, n_boot, seed):
     type=click.Path(dir_okay=False),
     help="Results JSON when scoring a checkpoint. Default: reports/runs/NAME-SPLIT.json",
 )
+@click.option(
+    "--allow-quantized",
+    is_flag=True,
+    help="Compare an int8 (--quantize) run with a float32 one (refused by default).",
+)
 @overwrite_option
 @encoder_options
-def check(target, baseline, task, split, tolerance, n_boot, seed, name, out, **enc):
+def check(
+    target, baseline, task, split, tolerance, n_boot, seed, name, out, allow_quantized, **enc
+):
     """Regression gate: exit 1 if TARGET's Spearman falls below the baseline's by > tolerance.
 
     TARGET is a results JSON, or a checkpoint (default: the packaged model) scored first on the
@@ -450,7 +478,7 @@ def check(target, baseline, task, split, tolerance, n_boot, seed, name, out, **e
             if result is None:  # not rank 0 of a sharded run
                 return
             click.echo(f"results: {path}")
-        verdict = run_check(result, base, task, split, tolerance, n_boot, seed)
+        verdict = run_check(result, base, task, split, tolerance, n_boot, seed, allow_quantized)
     except USER_ERRORS as exc:
         fail(exc)
     click.echo(verdict.line())

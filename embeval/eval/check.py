@@ -2,7 +2,9 @@
 
 `check(result, baseline, ...)` returns a `Verdict`; the CLI maps it to exit codes:
 0 = not below the baseline by more than the tolerance, 1 = regression, 2 = unusable input
-(raised as `CheckError`: missing task, other split/protocol, partial vs full, different pairs).
+(raised as `CheckError`: missing task, other split/protocol, partial vs full, different pairs,
+int8 vs float32 unless `allow_quantized`: a gate against a float32 baseline would otherwise
+pass or fail on the quantization's cost rather than on the change under test).
 The paired bootstrap (`embeval.eval.stats`) tells whether the difference is beyond noise; the
 gate itself is the tolerance, so a CI does not flap on a significant but tiny change.
 """
@@ -77,6 +79,7 @@ def check(
     tolerance: float = DEFAULT_TOLERANCE,
     n_boot: int = stats.N_BOOT,
     seed: int = stats.SEED,
+    allow_quantized: bool = False,
 ) -> Verdict:
     """Compare `result` with `baseline` on `task`; raises CheckError when they are incomparable."""
     if tolerance < 0:
@@ -88,6 +91,13 @@ def check(
         raise CheckError(
             f"result uses protocol {ma.get('protocol')!r}, baseline {mb.get('protocol')!r}: "
             "not comparable"
+        )
+    qa, qb = ma.get("quantize") or "float32", mb.get("quantize") or "float32"
+    if qa != qb and not allow_quantized:
+        raise CheckError(
+            f"result is {qa} ({result.path or result.name}) but baseline is {qb} "
+            f"({baseline.path or baseline.name}): quantization changes the figures; compare "
+            "runs of the same kind, or pass --allow-quantized to measure its cost"
         )
     pa, pb = bool(ma.get("partial")), bool(mb.get("partial"))
     if pa != pb or (pa and ma.get("limit") != mb.get("limit")):

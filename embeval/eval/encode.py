@@ -5,11 +5,13 @@ wrap or replace the real thing. `TransformerEncoder` encodes each distinct sente
 batches sorted by token length with padding to the longest in the batch (as SimCSE evaluates),
 under inference mode, and restores the caller's order. A checkpoint whose sentence-transformers
 modules end with Normalize gets unit-length embeddings, as sentence-transformers gives them.
+`quantize="int8"` runs the same batches through ONNX Runtime's int8 model (`embeval.eval.int8`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -71,6 +73,19 @@ def check_device(device: str | None) -> str | None:
     elif not torch.backends.mps.is_available():
         raise ValueError(f"--device {device!r}: MPS is not available on this machine; use cpu")
     return device
+
+
+def check_quantize(quantize: str, dtype: str, device: str | None) -> None:
+    """int8 is ONNX Runtime on the CPU, from float32 weights: refuse other combinations early."""
+    from embeval.eval.int8 import QUANTIZE, require_onnxruntime
+
+    if quantize not in QUANTIZE:
+        raise ValueError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
+    if dtype != "float32":
+        raise ValueError(f"--quantize {quantize} quantizes float32 weights; drop --dtype {dtype}")
+    if device is not None and not device.startswith("cpu"):
+        raise ValueError(f"--quantize {quantize} runs on the CPU (ONNX Runtime); use --device cpu")
+    require_onnxruntime()
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -148,19 +163,27 @@ class TransformerEncoder:
         dtype: str = "float32",
         max_length: int | None = None,
         progress: bool = True,
+        quantize: str | None = None,
+        onnx_dir: str | os.PathLike | None = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if quantize is not None:
+            check_quantize(quantize, dtype, device)
+            device = "cpu"  # ONNX Runtime's CPU provider
         self._device_arg, self._device = check_device(device), None
         if dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"dtype {dtype} is for CUDA; on {self.device} use float32")
+        self.quantize, self.onnx_dir, self._int8 = quantize, onnx_dir, None
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.batch_size, self.dtype, self.progress = batch_size, dtype, progress
         self.max_length = max_length or (info.max_length if info else 512)
         self.normalize = bool(info and info.normalize)
         self.fingerprint = (info.fingerprint if info else "in-memory") + f";dtype={dtype}"
+        if quantize:  # float32 keys stay as they were, so existing caches still hit
+            self.fingerprint += f";quantize={quantize}"
 
     @classmethod
     def from_checkpoint(cls, source=None, pooler=None, max_length=None, **kw) -> TransformerEncoder:
@@ -180,7 +203,19 @@ class TransformerEncoder:
             from embeval.core.model import load_model
 
             self.model, self.tokenizer, _ = load_model(info=self.info)
+        if self.quantize and self._int8 is None:
+            from embeval.eval.int8 import load_int8
+
+            fp = self.info.fingerprint if self.info else None
+            self._int8 = load_int8(self.model, self.tokenizer, fp, self.onnx_dir)
         return self.model
+
+    def _forward(self, model: SentenceModel, batch: dict) -> torch.Tensor:  # (b, D) float32
+        if self._int8 is not None:
+            import torch
+
+            return torch.from_numpy(self._int8({k: v.numpy() for k, v in batch.items()}))
+        return model(**batch).float()
 
     def describe(self) -> dict:
         """Metadata recorded in results files."""
@@ -196,6 +231,8 @@ class TransformerEncoder:
             "device": str(self._device or self._device_arg or "none (all cached)"),
             "dtype": self.dtype,
             "batch_size": self.batch_size,
+            # Only int8 runs carry it, so float32 results (and their files) stay as they were.
+            **({"quantize": self.quantize} if self.quantize else {}),
         }
 
     def encode(self, sentences: Sequence[str]) -> np.ndarray:  # (N, D) float32
@@ -247,7 +284,7 @@ class TransformerEncoder:
                         {k: [ids[k][r] for r in rows] for k in ids.keys()}, return_tensors="pt"
                     )
                     batch = {k: v.to(self.device) for k, v in batch.items()}
-                    vecs = model(**batch).float()  # (b, D)
+                    vecs = self._forward(model, batch)  # (b, D)
                     if self.normalize:  # as sentence-transformers' Normalize module
                         vecs = torch.nn.functional.normalize(vecs, dim=-1)
                     vecs = vecs.cpu().numpy()

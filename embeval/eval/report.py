@@ -100,10 +100,8 @@ def collect(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, RunResu
     names = [r.name for r in runs]
     labels, notes = [], []
     for p, r in zip(paths, runs, strict=True):
-        if names.count(r.name) > 1:
-            labels.append(f"{r.name} [{p}]")
-        else:
-            labels.append(r.name)
+        label = r.name + quantize_mark(r)
+        labels.append(f"{label} [{p}]" if names.count(r.name) > 1 else label)
     for name in dict.fromkeys(n for n in names if names.count(n) > 1):
         notes.append(
             f"{names.count(name)} runs are named {name!r}; they are told apart by their "
@@ -112,13 +110,20 @@ def collect(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, RunResu
     return list(zip(labels, runs, strict=True)), notes
 
 
+def quantize_mark(run: RunResult) -> str:
+    """' (int8)' for a quantized run: its label says so wherever it appears (tables, cards,
+    plots), so it is never read as the float32 model's figures."""
+    q = (run.meta or {}).get("quantize")
+    return f" ({q})" if q else ""
+
+
 def pick_baseline(labels: Sequence[str], name: str | None) -> str | None:
     """The label `--baseline NAME` designates (exact label, else a unique run name)."""
     if name is None:
         return None
     if name in labels:
         return name
-    matches = [lab for lab in labels if lab.split(" [", 1)[0] == name]
+    matches = [lab for lab in labels if name in (lab.split(" [", 1)[0], lab.split(" (int8)", 1)[0])]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:

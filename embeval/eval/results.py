@@ -181,6 +181,8 @@ def validate(data: dict, path: Path) -> None:
     limit = meta.get("limit")
     ok = limit is None or (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0)
     _expect(path, "meta.limit", limit, ok, "a positive number of pairs or null")
+    q = meta.get("quantize")
+    _expect(path, "meta.quantize", q, q is None or q == "int8", '"int8" or null (float32)')
     if "partial" in meta:
         _expect(
             path, "meta.partial", meta["partial"], isinstance(meta["partial"], bool), "true/false"
@@ -254,6 +256,7 @@ RUN_SETTINGS = (
     "normalize",
     "max_length",
     "dtype",
+    "quantize",
     "protocol",
     "split",
     "limit",

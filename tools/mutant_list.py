@@ -120,8 +120,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "issue14-10-sst2-c-on-test",
         TRANSFER,
-        "jobs = ((c, cfg, xtr, tr.y, None, None, xdv, dv.y) for c in regs)",
-        "jobs = ((c, cfg, xtr, tr.y, None, None, xte, te.y) for c in regs)",
+        "[res] = _fits([(regs, xtr, tr.y, None, None, xdv, dv.y)], cfg)",
+        "[res] = _fits([(regs, xtr, tr.y, None, None, xte, te.y)], cfg)",
         ("tests/test_transfer.py::test_sst2_picks_c_on_dev_not_test",),
         "SST2's L2 strength tuned on the test set",
     ),

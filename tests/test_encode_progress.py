@@ -62,6 +62,20 @@ def test_encoder_logs_progress_when_stderr_is_not_a_terminal(tiny, caplog, monke
     assert all(ln.endswith(" sent/s") for ln in lines)
 
 
+def test_the_last_line_comes_when_texts_tokenize_alike(tiny, caplog, monkeypatch):
+    """Texts that tokenize alike are encoded once, so the count is of distinct tokenizations
+    (8 here: two texts differ from others only in case under the uncased tokenizer); counting
+    the 10 texts never reached the total and the closing 100% line was never logged."""
+    monkeypatch.setattr(encode, "PROGRESS_EVERY", 1000)
+    model, tok = tiny
+    texts = [*SENTS[:8], SENTS[0].upper(), SENTS[1].upper()]
+    with caplog.at_level(logging.INFO, "embeval.progress"):
+        TransformerEncoder(model, tok, batch_size=3, progress=True).encode(texts)
+    assert [ln.split(" sent/s")[0].rsplit(",", 1)[0] for ln in progress_lines(caplog)] == [
+        "encoding: 8/8 sentences (100%)"
+    ]
+
+
 def test_progress_false_stays_quiet(tiny, caplog):
     model, tok = tiny
     with caplog.at_level(logging.INFO, "embeval.progress"):

@@ -268,7 +268,7 @@ class TransformerEncoder:
             leave=False,
         )
         # progress=False (the trainer's evaluator) is quiet; a bar that is off is not.
-        lines = ProgressLog(len(sentences)) if self.progress and bar.disable else None
+        lines = ProgressLog(len(order)) if self.progress and bar.disable else None
         try:
             with (
                 torch.inference_mode(),

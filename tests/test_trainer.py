@@ -699,13 +699,11 @@ def test_a_last_batch_of_one_without_a_negative_is_dropped():
         return TrainData("f", cols, [("s",) * len(cols)] * n)
 
     one, pairs, triplets = ("sent0",), ("sent0", "sent1"), ("sent0", "sent1", "hard_neg")
-    assert steps_per_epoch(5, 2, 1, data(one, 5), "infonce") == 2  # 2 + 2, the 1 dropped
-    assert steps_per_epoch(6, 2, 1, data(one, 6), "infonce") == 3
-    assert steps_per_epoch(7, 3, 1, data(one, 7), "infonce") == 2
-    assert steps_per_epoch(8, 3, 1, data(one, 8), "infonce") == 3  # a last batch of 2 is kept
-    assert steps_per_epoch(5, 2, 1, data(pairs, 5), "sup-simcse") == 2
-    assert steps_per_epoch(5, 2, 1, data(triplets, 5), "sup-simcse") == 3
-    assert steps_per_epoch(5, 2, 1, data(triplets, 5), "align-uniform") == 2
-    assert (
-        steps_per_epoch(9, 4, 2, data(one, 9), "infonce") == 2
-    )  # several processes: ragged dropped
+    assert steps_per_epoch(2, 1, data(one, 5), "infonce") == 2  # 2 + 2, the 1 dropped
+    assert steps_per_epoch(2, 1, data(one, 6), "infonce") == 3
+    assert steps_per_epoch(3, 1, data(one, 7), "infonce") == 2
+    assert steps_per_epoch(3, 1, data(one, 8), "infonce") == 3  # a last batch of 2 is kept
+    assert steps_per_epoch(2, 1, data(pairs, 5), "sup-simcse") == 2
+    assert steps_per_epoch(2, 1, data(triplets, 5), "sup-simcse") == 3
+    assert steps_per_epoch(2, 1, data(triplets, 5), "align-uniform") == 2
+    assert steps_per_epoch(4, 2, data(one, 9), "infonce") == 2  # several processes: ragged dropped

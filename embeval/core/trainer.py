@@ -177,11 +177,11 @@ def check_batch_size(batch_size: int, world: int, data: TrainData, loss: str) ->
         )
 
 
-def steps_per_epoch(n: int, global_batch: int, world: int, data: TrainData, loss: str) -> int:
+def steps_per_epoch(global_batch: int, world: int, data: TrainData, loss: str) -> int:
     """Batches per epoch. Several processes drop the ragged last batch (their gathers need equal
     batches); one process keeps it, unless it would hold a single example with no negative (a
     1x1 similarity matrix: loss 0, yet AdamW's momentum would still move the weights)."""
-    full, rest = divmod(n, global_batch)
+    full, rest = divmod(len(data.examples), global_batch)
     if world > 1 or rest == 0:
         return full
     if not negatives_per_anchor(rest, len(data.columns), loss):
@@ -278,8 +278,8 @@ class Trainer:
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
         check_batch_size(config.batch_size, self.world, self.data, config.loss)
-        n, global_batch = len(self.data.examples), config.batch_size * self.world
-        self.steps_per_epoch = steps_per_epoch(n, global_batch, self.world, self.data, config.loss)
+        global_batch = config.batch_size * self.world
+        self.steps_per_epoch = steps_per_epoch(global_batch, self.world, self.data, config.loss)
         self.total_steps = (
             config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
         )

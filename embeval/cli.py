@@ -185,8 +185,9 @@ def run_score(
     """Score and save; returns (RunResult, path). Shared by `score` and `check`.
 
     A results file is replaced only by the same run (same model and scoring settings, see
-    `results.same_run`) or with `overwrite`; another run is refused before encoding, and a clash
-    only found after scoring writes to a free sibling name, so finished work is never lost."""
+    `results.run_differences`) or with `overwrite`; another run is refused before encoding, and
+    a clash only found after scoring writes to a free sibling name, so finished work is never
+    lost."""
     from embeval.eval.results import differing_run, free_sibling, run_settings, save_run
     from embeval.eval.score import default_run_name, score, select_tasks
 

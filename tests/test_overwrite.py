@@ -1,8 +1,9 @@
 """A results file is never replaced by a different run without --overwrite (issue 13, item 1).
 
-"Same run" = same checkpoint fingerprint and scoring settings (`results.same_run`): re-running a
-command replaces its file; another run is refused before encoding, or, when the clash appears
-only after scoring, written to a free sibling name. Every command that writes says where.
+"Same run" = same checkpoint fingerprint and scoring settings (`results.run_differences`):
+re-running a command replaces its file; another run is refused before encoding, or, when the
+clash appears only after scoring, written to a free sibling name. Every command that writes says
+where.
 """
 
 import json
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from embeval.cli import main
 from embeval.core.model import random_tiny, save_checkpoint
 from embeval.eval import score as score_mod
-from embeval.eval.results import load_run, run_settings, same_run
+from embeval.eval.results import load_run, run_differences, run_settings
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +42,19 @@ def no_scoring(*a, **k):
     raise AssertionError("scored although the clash was known up front")
 
 
-def test_same_run_compares_model_and_settings():
+def test_run_differences_compare_model_and_settings():
     meta = {"fingerprint": "f", "pooler": "avg", "split": "dev", "limit": None, "batch_size": 8}
     a = run_settings(meta, ["STSBenchmark", "SICKRelatedness"])
     assert (
-        same_run(a, run_settings({**meta, "batch_size": 128}, ["SICKRelatedness", "STSBenchmark"]))
+        run_differences(
+            a, run_settings({**meta, "batch_size": 128}, ["SICKRelatedness", "STSBenchmark"])
+        )
         == []
     )
-    assert same_run(a, run_settings(meta, ["STSBenchmark"])) == [
+    assert run_differences(a, run_settings(meta, ["STSBenchmark"])) == [
         "tasks: ['SICKRelatedness', 'STSBenchmark'] vs ['STSBenchmark']"
     ]
-    assert same_run(a, run_settings({**meta, "fingerprint": "g"}, a["tasks"])) == [
+    assert run_differences(a, run_settings({**meta, "fingerprint": "g"}, a["tasks"])) == [
         "fingerprint: 'f' vs 'g'"
     ]
 

@@ -265,11 +265,11 @@ RUN_SETTINGS = (
 
 
 def run_settings(meta: dict, tasks) -> dict:
-    """The settings `same_run` compares, from a run's metadata and its task names."""
+    """The settings `run_differences` compares, from a run's metadata and its task names."""
     return {**{k: meta.get(k) for k in RUN_SETTINGS}, "tasks": sorted(tasks)}
 
 
-def same_run(a: dict, b: dict) -> list[str]:
+def run_differences(a: dict, b: dict) -> list[str]:
     """How two `run_settings` dicts differ, as 'key: a vs b' lines; [] means the same run, so
     one may replace the other's file (re-running a command), anything else may not silently."""
     return [
@@ -297,4 +297,4 @@ def differing_run(path: Path, settings: dict) -> list[str] | None:
         existing = load_run(path)
     except ResultsError as exc:
         return [f"unreadable ({exc})"]
-    return same_run(run_settings(existing.meta, existing.tasks), settings)
+    return run_differences(run_settings(existing.meta, existing.tasks), settings)

@@ -111,7 +111,7 @@ def score(
     sentences = list(
         dict.fromkeys(
             [
-                *(s for d in [*data.values(), *([diag] if diag else [])] for s in (*d.s1, *d.s2)),
+                *(s for d in data.values() for s in (*d.s1, *d.s2)),  # diag is one of them
                 *(s for d in clf_data.values() for s in d.sentences()),
             ]
         )

@@ -136,9 +136,9 @@ def test_check_refuses_float32_result_against_int8_baseline(tmp_path):
 def test_report_marks_int8_runs(tmp_path):
     a = synthetic_run(tmp_path / "a.json", "minilm", 0.3)
     b = synthetic_run(tmp_path / "b.json", "minilm-q", 0.6, seed=3, meta={"quantize": "int8"})
-    labels = [lab for lab, _ in collect([a, b])[0]]
-    assert labels == ["minilm", "minilm-q (int8)"]
-    assert pick_baseline(labels, "minilm-q") == "minilm-q (int8)"
+    labelled = collect([a, b])[0]
+    assert [lab for lab, _ in labelled] == ["minilm", "minilm-q (int8)"]
+    assert pick_baseline(labelled, "minilm-q") == "minilm-q (int8)"
     # Beside the float32 baseline, the int8 row is marked and gets its difference and p-value.
     md = to_markdown(build([a, b], baseline="minilm", n_boot=50, figures=False))
     (row,) = [line for line in md.splitlines() if "minilm-q" in line]

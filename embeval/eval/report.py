@@ -117,13 +117,15 @@ def quantize_mark(run: RunResult) -> str:
     return f" ({q})" if q else ""
 
 
-def pick_baseline(labels: Sequence[str], name: str | None) -> str | None:
-    """The label `--baseline NAME` designates (exact label, else a unique run name)."""
+def pick_baseline(labelled: Sequence[tuple[str, RunResult]], name: str | None) -> str | None:
+    """The label `--baseline NAME` designates (exact label, else a unique run name): matched on
+    the runs' names, not parsed back out of labels that add marks and results files to them."""
     if name is None:
         return None
+    labels = [lab for lab, _ in labelled]
     if name in labels:
         return name
-    matches = [lab for lab in labels if name in (lab.split(" [", 1)[0], lab.split(" (int8)", 1)[0])]
+    matches = [lab for lab, run in labelled if run.name == name]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -282,7 +284,7 @@ def build(
 ) -> Report:
     """Everything the template (or an export) needs; no HTML here."""
     labelled, notes = collect(paths)
-    base = pick_baseline([lab for lab, _ in labelled], baseline)
+    base = pick_baseline(labelled, baseline)
     tables = group_tables(labelled, base, n_boot, seed)
     if len(tables) > 1:
         notes.append(

@@ -122,11 +122,11 @@ def main() -> None:
     import torch
 
     from embeval.core.model import load_model
-    from embeval.eval import int8
-    from embeval.eval.cache import CachedEncoder
-    from embeval.eval.datasets import load_sts
-    from embeval.eval.encode import TransformerEncoder
-    from embeval.eval.score import score, select_tasks
+    from embeval.eval.data.sts import load_sts
+    from embeval.eval.encoders import int8
+    from embeval.eval.encoders.cache import CachedEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.scoring.score import score, select_tasks
 
     root = Path(args.data)
     tasks = select_tasks(args.tasks.split(","), "test", "simcse")

@@ -33,10 +33,10 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from embeval.core.model import default_checkpoint_path
-    from embeval.eval.cache import CachedEncoder
-    from embeval.eval.datasets import STS_TASKS, load_sts
-    from embeval.eval.encode import TransformerEncoder, pick_device
-    from embeval.eval.score import score
+    from embeval.eval.data.sts import STS_TASKS, load_sts
+    from embeval.eval.encoders.cache import CachedEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder, pick_device
+    from embeval.eval.scoring.score import score
 
     device = str(pick_device(args.device))
     data = [load_sts(t, "test", Path(args.data)) for t in STS_TASKS]

@@ -48,7 +48,7 @@ def batch_sizes(text: str) -> list[int]:
 
 def spread_table(runs: dict[int, object]) -> str:
     """Accuracy (F1 for MRPC too) per task and batch size, and max - min across batch sizes."""
-    from embeval.cli import align_rows
+    from embeval.cli.score import align_rows
 
     first = next(iter(runs.values()))
     head = ["task", *(f"batch {b}" for b in runs), "spread"]
@@ -74,11 +74,16 @@ def compare(args) -> None:
     """Warm path before vs after on the same vectors; see the module docstring."""
     from threadpoolctl import threadpool_limits
 
-    from embeval.cli import align_rows
-    from embeval.eval.cache import CachedEncoder
-    from embeval.eval.datasets import resolve_task
-    from embeval.eval.encode import TransformerEncoder
-    from embeval.eval.transfer import TRANSFER_TASKS, TransferConfig, evaluate, load_transfer
+    from embeval.cli.score import align_rows
+    from embeval.eval.data.sts import resolve_task
+    from embeval.eval.encoders.cache import CachedEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.scoring.transfer import (
+        TRANSFER_TASKS,
+        TransferConfig,
+        evaluate,
+        load_transfer,
+    )
 
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     tasks = [t for n in names for t in (TRANSFER_TASKS if n == "transfer" else [n])]
@@ -163,11 +168,11 @@ def main() -> None:
     import torch
 
     from embeval.cli import format_table
-    from embeval.eval.cache import CachedEncoder
-    from embeval.eval.encode import TransformerEncoder
-    from embeval.eval.results import save_run
-    from embeval.eval.score import score
-    from embeval.eval.transfer import TransferConfig
+    from embeval.eval.encoders.cache import CachedEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.scoring.score import score
+    from embeval.eval.scoring.transfer import TransferConfig
+    from embeval.results.files import save_run
 
     cfg = TransferConfig(n_jobs=args.n_jobs)
     tasks = [t for t in args.tasks.split(",") if t.strip()]

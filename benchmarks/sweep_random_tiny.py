@@ -162,7 +162,7 @@ def focal_negatives_only(sim, temperature: float = 0.05, m: float = 0.3):  # (B,
 
 def dev_sims(enc, data: Path):
     """(cosine per STS-B dev pair, gold) from an encoder, as `embeval score` computes them."""
-    from embeval.eval.score import score
+    from embeval.eval.scoring.score import score
 
     pairs = score(enc, ["STSBenchmark"], split="dev", root=data, diagnostics=False).pairs
     return pairs["STSBenchmark"]["sim"], pairs["STSBenchmark"]["gold"]
@@ -172,11 +172,11 @@ def run(name: str, data: Path, steps: int, device: str, seed: int = 42) -> str:
     """One setting: the dev trajectory, and the paired bootstrap p (two-sided) that the last
     checkpoint and the untrained model differ on STS-B dev. `seed` draws the initial weights and
     the data order and dropout (42: the figures quoted unless a seed is named)."""
-    from embeval.cli import stsb_dev_evaluator
+    from embeval.cli.train import stsb_dev_evaluator
     from embeval.core.model import SentenceModel, random_tiny
     from embeval.core.trainer import TrainConfig, Trainer
-    from embeval.eval.encode import TransformerEncoder
-    from embeval.eval.stats import paired_bootstrap
+    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.metrics.stats import paired_bootstrap
 
     which, overrides = SETTINGS[name]
     overrides = {"steps": steps, "seed": seed, **overrides}
@@ -221,7 +221,7 @@ def idf_bag_of_words(data: Path, dim: int = 128) -> str:
     from transformers import AutoTokenizer
 
     from embeval.core.model import default_checkpoint_path
-    from embeval.eval.datasets import load_sts
+    from embeval.eval.data.sts import load_sts
 
     tok = AutoTokenizer.from_pretrained(str(default_checkpoint_path()))
 

@@ -10,8 +10,8 @@ which is also what `embeval score --tasks transfer` encodes.
 Example::
 
     import senteval
-    from embeval.eval.cache import CachedEncoder
-    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.encoders.cache import CachedEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
     from embeval.senteval import batcher, prepare, senteval_params
 
     encoder = CachedEncoder(TransformerEncoder.from_checkpoint("runs/my-simcse"), "~/.cache/emb")
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from embeval.eval.encode import Encoder
+from embeval.eval.encoders.transformer import Encoder
 
 log = logging.getLogger(__name__)
 ENCODER_KEY, CHECKPOINT_KEY, VECTORS_KEY = (
@@ -64,8 +64,8 @@ def senteval_text(tokens: Sequence[str | bytes]) -> str:
 def _encoder(params) -> Encoder:
     enc = params.get(ENCODER_KEY)
     if enc is None and params.get(CHECKPOINT_KEY):
-        from embeval.eval.cache import CachedEncoder
-        from embeval.eval.encode import TransformerEncoder
+        from embeval.eval.encoders.cache import CachedEncoder
+        from embeval.eval.encoders.transformer import TransformerEncoder
 
         enc = TransformerEncoder.from_checkpoint(
             params[CHECKPOINT_KEY], pooler=params.get("embeval_pooler"), progress=False

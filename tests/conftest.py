@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeval.eval.datasets import STS_YEARS
+from embeval.eval.data.sts import STS_YEARS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -65,7 +65,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def minilm():
     """The packaged all-MiniLM-L6-v2 as an uncached TransformerEncoder, loaded once."""
-    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
 
     return TransformerEncoder.from_checkpoint(progress=False, batch_size=64)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from embeval.eval.results import RunResult, save_run
-from embeval.eval.score import score
+from embeval.eval.scoring.score import score
+from embeval.results.files import RunResult, save_run
 
 
 class BowEncoder:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeval.eval.cache import CachedEncoder
+from embeval.eval.encoders.cache import CachedEncoder
 
 
 def test_second_encode_hits_cache(fake_encoder, tmp_path):
@@ -77,7 +77,7 @@ def test_cache_dir_from_environment(fake_encoder, tmp_path, monkeypatch):
 def test_failed_cache_write_keeps_the_embeddings(fake_encoder, tmp_path, monkeypatch, caplog, err):
     """The cache is an optimisation: a shard that cannot be written is a warning, not the end
     of a run whose embeddings are already computed."""
-    from embeval.eval import cache as cache_mod
+    from embeval.eval.encoders import cache as cache_mod
 
     def full_disk(path, write):
         raise OSError(err, os.strerror(err))
@@ -95,7 +95,7 @@ def test_failed_cache_write_still_writes_results(tiny_data, tmp_path, monkeypatc
 
     from embeval.cli import main
     from embeval.core.model import random_tiny, save_checkpoint
-    from embeval.eval import cache as cache_mod
+    from embeval.eval.encoders import cache as cache_mod
 
     def too_large(path, write):
         raise OSError(errno.EFBIG, "File too large")
@@ -113,7 +113,7 @@ def test_failed_cache_write_still_writes_results(tiny_data, tmp_path, monkeypatc
 @pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
 def test_unusable_cache_dir_is_named_up_front(fake_encoder, tmp_path, monkeypatch, where):
     """A cache folder that cannot be used fails before encoding, naming the option and path."""
-    from embeval.eval.cache import CacheError
+    from embeval.eval.encoders.cache import CacheError
 
     blocker = tmp_path / "afile"
     blocker.write_text("x")

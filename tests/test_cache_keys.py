@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from embeval.core.checkpoint import checkpoint_info, fingerprint
-from embeval.eval.cache import CachedEncoder
-from embeval.eval.encode import TransformerEncoder
+from embeval.eval.encoders.cache import CachedEncoder
+from embeval.eval.encoders.transformer import TransformerEncoder
 
 # Written out here, not read from checkpoint.py's constants, so that shortening a constant there
 # fails these tests instead of shrinking them.
@@ -72,7 +72,7 @@ def test_dtype_is_part_of_the_encoder_fingerprint(ckpt, tmp_path, monkeypatch):
     """float16 vectors differ from float32 ones; the encoder (not the checkpoint) adds the dtype.
     device="cuda" is only recorded here: nothing is encoded, so no GPU is needed (the up-front
     device check, which would refuse cuda on a CPU machine, is bypassed)."""
-    monkeypatch.setattr("embeval.eval.encode.check_device", lambda device: device)
+    monkeypatch.setattr("embeval.eval.encoders.transformer.check_device", lambda device: device)
     info = checkpoint_info(ckpt)
     keys = {
         dtype: TransformerEncoder(None, None, info, dtype=dtype, device="cuda").fingerprint

@@ -9,8 +9,8 @@ from report_fixtures import edit_json, synthetic_run
 
 from embeval.cli import main
 from embeval.core.model import random_tiny, save_checkpoint
-from embeval.eval.datasets import load_sts
-from embeval.eval.results import load_run
+from embeval.eval.data.sts import load_sts
+from embeval.results.files import load_run
 
 BASELINE = Path(__file__).resolve().parents[1] / "reports/baselines/all-MiniLM-L6-v2-stsb-dev.json"
 
@@ -154,7 +154,7 @@ def test_committed_baseline_describes_the_packaged_model_as_scored_today():
     rank 301.03 vs 306.77). The model settings are known without encoding, so this runs always.
     Regenerate with the settings `make gate` scores with: `embeval score --tasks stsb --split dev
     --no-cache --data ../shared/data --overwrite --out reports/baselines/<this file>.json`."""
-    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
 
     now = TransformerEncoder.from_checkpoint(progress=False).describe()
     meta = load_run(BASELINE).meta

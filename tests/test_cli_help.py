@@ -9,7 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from embeval.cli import main, run_slug, split_tasks
+from embeval.cli import main
+from embeval.cli.common import run_slug, split_tasks
 
 
 def help_text(*args: str) -> str:

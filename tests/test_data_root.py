@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from embeval.eval import datasets, download
-from embeval.eval.datasets import DataError, data_root, load_sts
+from embeval.eval.data import download
+from embeval.eval.data import sts as datasets
+from embeval.eval.data.sts import DataError, data_root, load_sts
 
 
 @pytest.fixture

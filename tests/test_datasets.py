@@ -2,7 +2,7 @@
 
 import pytest
 
-from embeval.eval.datasets import DataError, load_sts, resolve_task
+from embeval.eval.data.sts import DataError, load_sts, resolve_task
 
 # Pair counts from ../shared/data/README.md (a pair counts when its gold line is not empty).
 EXPECTED = {

@@ -21,10 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 from embeval.cli import main
-from embeval.eval import download as dl
-from embeval.eval import senteval_sources as sources
-from embeval.eval.datasets import STS_YEARS, DataError
-from embeval.eval.senteval_text import cut, moses_tokenizer
+from embeval.eval.data import download as dl
+from embeval.eval.data import senteval_sources as sources
+from embeval.eval.data.senteval_text import cut, moses_tokenizer
+from embeval.eval.data.sts import STS_YEARS, DataError
 
 MANIFEST_LINES = dl.MANIFEST.read_text().splitlines()
 

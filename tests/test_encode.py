@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from embeval.core.model import SentenceModel, random_tiny
-from embeval.eval.encode import EmbeddingError, TransformerEncoder
+from embeval.eval.encoders.transformer import EmbeddingError, TransformerEncoder
 
 SENTS = ["a b c d e f g", "short", "a b c d e f g", "medium length one", "short", "x y"]
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from embeval.cli import main
 from embeval.core.model import SentenceModel, random_tiny
-from embeval.eval import encode
-from embeval.eval.encode import ProgressLog, TransformerEncoder
+from embeval.eval.encoders import transformer as encode
+from embeval.eval.encoders.transformer import ProgressLog, TransformerEncoder
 
 SENTS = [f"sentence number {i} " + "word " * (i % 5) for i in range(10)]
 

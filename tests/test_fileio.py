@@ -13,9 +13,9 @@ import pytest
 
 from embeval.core.fileio import atomic_write, atomic_write_text
 from embeval.core.model import random_tiny, save_checkpoint
-from embeval.eval.cache import CachedEncoder
-from embeval.eval.results import pairs_path, save_run
-from embeval.eval.score import score
+from embeval.eval.encoders.cache import CachedEncoder
+from embeval.eval.scoring.score import score
+from embeval.results.files import pairs_path, save_run
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from train_helpers import read_log, write_sentences
 
 from embeval.core.model import load_model, random_tiny
 from embeval.core.trainer import TrainConfig, Trainer
-from embeval.eval.encode import TransformerEncoder
+from embeval.eval.encoders.transformer import TransformerEncoder
 
 pytestmark = pytest.mark.gpu
 

@@ -9,12 +9,12 @@ from report_fixtures import synthetic_run
 
 from embeval.cli import main
 from embeval.core.model import SentenceModel, random_tiny, save_checkpoint
-from embeval.eval import int8
-from embeval.eval.check import CheckError, check
-from embeval.eval.encode import TransformerEncoder
-from embeval.eval.export import to_markdown
-from embeval.eval.report import build, collect, pick_baseline
-from embeval.eval.results import ResultsError, load_run, save_run
+from embeval.eval.encoders import int8
+from embeval.eval.encoders.transformer import TransformerEncoder
+from embeval.eval.report.build import build, collect, pick_baseline
+from embeval.eval.report.export import to_markdown
+from embeval.eval.scoring.check import CheckError, check
+from embeval.results.files import ResultsError, load_run, save_run
 
 pytest.importorskip("onnxruntime")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from embeval.eval.datasets import STS_YEARS
-from embeval.eval.encode import TransformerEncoder
-from embeval.eval.score import score
+from embeval.eval.data.sts import STS_YEARS
+from embeval.eval.encoders.transformer import TransformerEncoder
+from embeval.eval.scoring.score import score
 
 SMALL = 12  # scored pairs kept of each other STS12 subset, to keep the test short
 # Batch 1 (424 forward passes) takes most of the time.

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from embeval.eval import metrics
+from embeval.eval.metrics import similarity as metrics
 
 
 def test_pair_cosine_hand_case():

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from embeval.cli import main
-from embeval.eval.mteb_export import MTEB_TASKS, MTEB_VERSION, export_mteb
-from embeval.eval.results import ResultsError, load_run, save_run
-from embeval.eval.score import score
+from embeval.eval.report.mteb_export import MTEB_TASKS, MTEB_VERSION, export_mteb
+from embeval.eval.scoring.score import score
+from embeval.results.files import ResultsError, load_run, save_run
 
 GOLDEN = Path(__file__).parent / "golden" / "mteb"
 RUN = GOLDEN / "minilm-mteb-run.json"

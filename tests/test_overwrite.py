@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from embeval.cli import main
 from embeval.core.model import random_tiny, save_checkpoint
-from embeval.eval import score as score_mod
-from embeval.eval.results import load_run, run_differences, run_settings
+from embeval.eval.scoring import score as score_mod
+from embeval.results.files import load_run, run_differences, run_settings
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_clash_found_after_scoring_keeps_both(ckpt, tiny_data, tmp_path, monkeyp
     def racing(*a, **k):
         other = real(*a, **k)
         other.meta = {**other.meta, "fingerprint": "another model"}
-        from embeval.eval.results import save_run
+        from embeval.results.files import save_run
 
         save_run(other, out)
         return real(*a, **k)

@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 from tiny_transfer import KeywordEncoder, write_tiny_transfer
 
-from embeval.cli import format_table, main
-from embeval.eval import transfer
-from embeval.eval.datasets import DataError, load_sts
-from embeval.eval.results import SCHEMA_VERSION, load_run, save_run
-from embeval.eval.score import score, select_tasks
+from embeval.cli import main
+from embeval.cli.score import format_table
+from embeval.eval.data.sts import DataError, load_sts
+from embeval.eval.scoring import transfer
+from embeval.eval.scoring.score import score, select_tasks
+from embeval.results.files import SCHEMA_VERSION, load_run, save_run
 
 HISTORIC = Path(__file__).parent / "historic_results"
 SERIAL = transfer.TransferConfig(n_jobs=1)

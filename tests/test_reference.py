@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from embeval.core.model import default_checkpoint_path
-from embeval.eval.datasets import STS_TASKS, load_sts
-from embeval.eval.score import score
+from embeval.eval.data.sts import STS_TASKS, load_sts
+from embeval.eval.scoring.score import score
 
 
 @pytest.mark.slow

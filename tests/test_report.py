@@ -12,8 +12,10 @@ from click.testing import CliRunner
 from report_fixtures import BowEncoder, edit_json, scored_run, synthetic_run
 
 from embeval.cli import main
-from embeval.eval import export, report, stats
-from embeval.eval.results import (
+from embeval.eval.metrics import stats
+from embeval.eval.report import build as report
+from embeval.eval.report import export
+from embeval.results.files import (
     SCHEMA_VERSION,
     ResultsError,
     load_run,
@@ -334,7 +336,7 @@ def test_out_errors_name_the_users_path(tmp_path, two_runs, where):
 @pytest.fixture
 def figures(monkeypatch):
     """The matplotlib figures a report draws, kept open for inspection (title -> axes)."""
-    from embeval.eval import plots
+    from embeval.eval.report import plots
 
     drawn = {}
     real = plots.to_data_uri

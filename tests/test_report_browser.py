@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from report_fixtures import BowEncoder, scored_run
 
-from embeval.eval import report
+from embeval.eval.report import build as report
 
 HISTORIC = Path(__file__).parent / "historic_results" / "schema1-minilm-stsb-dev-limit200.json"
 INSTALL = "apt-get update && apt-get install -y chromium"

@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from embeval.eval import export, metrics, report, stats
-from embeval.eval.report_tables import AVG, Cell, Row, Table
-from embeval.eval.results import RunResult, load_run, save_run
+from embeval.eval.metrics import similarity as metrics
+from embeval.eval.metrics import stats
+from embeval.eval.report import build as report
+from embeval.eval.report import export
+from embeval.eval.report.tables import AVG, Cell, Row, Table
+from embeval.results.files import RunResult, load_run, save_run
 
 B = 400  # bootstrap resamples
 N = 300  # pairs per task

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from report_fixtures import edit_json, synthetic_run
 
 from embeval.cli import main
-from embeval.eval import report
-from embeval.eval.results import ResultsError, load_run, pairs_path, save_run
+from embeval.eval.report import build as report
+from embeval.results.files import ResultsError, load_run, pairs_path, save_run
 
 HISTORIC = Path(__file__).parent / "historic_results" / "schema1-minilm-stsb-dev-limit200.json"
 GOLDEN_MTEB = Path(__file__).parent / "golden" / "mteb" / "minilm-mteb-run.json"

@@ -8,11 +8,11 @@ from click.testing import CliRunner
 
 from embeval.cli import main
 from embeval.core.model import random_tiny, save_checkpoint
-from embeval.eval import metrics
-from embeval.eval.cache import CachedEncoder
-from embeval.eval.datasets import STS_TASKS, DataError, load_sts
-from embeval.eval.results import ResultsError, load_run, save_run
-from embeval.eval.score import score
+from embeval.eval.data.sts import STS_TASKS, DataError, load_sts
+from embeval.eval.encoders.cache import CachedEncoder
+from embeval.eval.metrics import similarity as metrics
+from embeval.eval.scoring.score import score
+from embeval.results.files import ResultsError, load_run, save_run
 
 
 def test_score_all_tasks_on_tiny_data(fake_encoder, tiny_data):

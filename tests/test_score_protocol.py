@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import write_tiny_sts
 
-from embeval.eval.datasets import STS_YEARS
-from embeval.eval.score import score
+from embeval.eval.data.sts import STS_YEARS
+from embeval.eval.scoring.score import score
 
 
 class TableEncoder:

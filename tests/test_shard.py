@@ -18,10 +18,10 @@ from click.testing import CliRunner
 from conftest import FakeEncoder, write_tiny_sts
 
 from embeval.cli import main
-from embeval.eval.cache import CachedEncoder
-from embeval.eval.results import load_run
-from embeval.eval.score import score
-from embeval.eval.shard import ShardedEncoder, ShardError, assemble, share
+from embeval.eval.encoders.cache import CachedEncoder
+from embeval.eval.encoders.shard import ShardedEncoder, ShardError, assemble, share
+from embeval.eval.scoring.score import score
+from embeval.results.files import load_run
 
 # Figures (in percent) of 2 processes vs 1 agree to 1e-4, the batch-composition invariance the
 # STS figures have (CHANGELOG): each process batches its own share, so vectors differ by ~1e-7
@@ -176,7 +176,7 @@ def test_launched_score_of_the_packaged_model_equals_one_process(launcher, share
     on the packaged model, a --limit 64 run of STS-B and SICK-R: figures equal an uncached
     single-process run's to 1e-4, rank 0 alone prints, and the cache the two processes wrote
     serves every embedding of the run again."""
-    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
 
     args = ["score", "--tasks", "stsb,sickr", "--limit", "64", "--data", str(shared_data)]
     args += ["--device", "cpu"]

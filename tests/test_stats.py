@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from embeval.eval import stats
+from embeval.eval.metrics import stats
 
 
 def _pairs(n, noise, seed=0):

@@ -56,8 +56,8 @@ NLI_STEPS = 150
 @functools.lru_cache(maxsize=2)  # the untrained packaged model is scored once per session
 def _dev_pairs(checkpoint, root):
     """(cosine per STS-B dev pair, gold, Spearman x100) for a checkpoint, scored by embeval."""
-    from embeval.eval.encode import TransformerEncoder
-    from embeval.eval.score import score
+    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.scoring.score import score
 
     enc = TransformerEncoder.from_checkpoint(checkpoint, progress=False, device="cpu")
     run = score(enc, ["STSBenchmark"], split="dev", root=root, diagnostics=False)
@@ -70,7 +70,7 @@ def _dev_pairs(checkpoint, root):
 def test_train_random_tiny_and_reload_everywhere(loss, shared_data, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from embeval.eval.encode import TransformerEncoder
+    from embeval.eval.encoders.transformer import TransformerEncoder
 
     out = tmp_path / loss
     wiki = shared_data / "train" / "wiki1m_for_simcse.first11914.txt"
@@ -134,7 +134,7 @@ def test_wiki_infonce_lifts_random_tiny(shared_data, tmp_path):
     (p = 0.004). focal-infonce falls in these two settings (52.3 at batch 64, 55.7 at batch 256)
     and rises only a little at batch 1024 (58.54, p = 0.017), not under seed 1 (55.2, p = 0.56),
     so it has no such assertion; see the module docstring."""
-    from embeval.eval.stats import paired_bootstrap
+    from embeval.eval.metrics.stats import paired_bootstrap
 
     wiki = shared_data / "train" / "wiki1m_for_simcse.first11914.txt"
     common = ["train", "--model", "random-tiny", "--data", str(wiki), "--loss", "infonce"]
@@ -161,7 +161,7 @@ def _nli_without_stsb_dev(root, out):
     rows go): no leakage."""
     import csv
 
-    from embeval.eval.datasets import load_sts
+    from embeval.eval.data.sts import load_sts
 
     def norm(text):
         return "".join(ch for ch in text.lower() if ch.isalnum())
@@ -206,7 +206,7 @@ def test_training_a_pretrained_encoder_raises_stsb_dev(loss, shared_data, tmp_pa
     32 on wiki1m sentences: STS-B dev rises, significantly on a paired bootstrap over the pairs.
     Measured: 86.72 -> 87.19 (infonce) / 87.22 (focal-infonce), paired bootstrap p = 0.001."""
     from embeval.core.model import default_checkpoint_path
-    from embeval.eval.stats import paired_bootstrap
+    from embeval.eval.metrics.stats import paired_bootstrap
 
     out = tmp_path / loss
     wiki = shared_data / "train" / "wiki1m_for_simcse.first11914.txt"

@@ -244,8 +244,9 @@ def test_ctrl_c_during_the_first_evaluation_saves_step_0_and_says_so(tmp_path, m
     """A Ctrl-C while step 0 is being scored saved nothing, yet the CLI offered --resume, which
     then failed. Now step 0 is saved to last/, the message names what OUT holds, and --resume
     scores step 0 and trains on. Interrupted before training starts, it offers no --resume."""
-    import embeval.cli as cli
+    import embeval.cli.train as cli_train
     import embeval.core.model as model_module
+    from embeval.cli import main
 
     calls = []
 
@@ -258,15 +259,15 @@ def test_ctrl_c_during_the_first_evaluation_saves_step_0_and_says_so(tmp_path, m
 
         return evaluate
 
-    monkeypatch.setattr(cli, "stsb_dev_evaluator", fake_evaluator)
+    monkeypatch.setattr(cli_train, "stsb_dev_evaluator", fake_evaluator)
     data, out = write_sentences(tmp_path / "train.txt", n=8), tmp_path / "run"
     args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
     args += ["--steps", "2", "--batch-size", "4", "--no-progress"]
-    res = CliRunner().invoke(cli.main, args)
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 130
     assert f"interrupted at step 0; {out} holds last/ (step 0): resume with" in res.output
     assert not (out / "best").exists()
-    resumed = CliRunner().invoke(cli.main, [*args, "--resume"])
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert [r["step"] for r in read_log(out) if "stsb_dev" in r] == [0, 2]
 
@@ -274,7 +275,7 @@ def test_ctrl_c_during_the_first_evaluation_saves_step_0_and_says_so(tmp_path, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(model_module, "random_tiny", no_model)
-    early = CliRunner().invoke(cli.main, [*args[:6], str(tmp_path / "new"), *args[7:]])
+    early = CliRunner().invoke(main, [*args[:6], str(tmp_path / "new"), *args[7:]])
     assert early.exit_code == 130 and "nothing was saved" in early.output
     assert "--resume" not in early.output
 
@@ -463,7 +464,7 @@ def test_focal_m_defaults_are_the_paper_s():
     TrainConfig's and `embeval train --focal-m`'s; tau 0.05 likewise (SimCSE and the authors)."""
     import inspect
 
-    from embeval.cli import train
+    from embeval.cli.train import train
 
     params = inspect.signature(losses.focal_infonce).parameters
     assert params["m"].default == 0.3 and params["temperature"].default == 0.05

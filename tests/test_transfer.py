@@ -15,9 +15,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from tiny_transfer import KeywordEncoder, write_tiny_transfer
 
-from embeval.eval import transfer
-from embeval.eval.datasets import DataError
-from embeval.eval.transfer import TRANSFER_TASKS, TransferConfig, evaluate, load_transfer
+from embeval.eval.data.sts import DataError
+from embeval.eval.scoring import transfer
+from embeval.eval.scoring.transfer import TRANSFER_TASKS, TransferConfig, evaluate, load_transfer
 
 SERIAL = TransferConfig(n_jobs=1)
 
@@ -313,7 +313,7 @@ def test_cli_score_jobs(tmp_path, separable):
 
     from embeval.cli import main
     from embeval.core.model import random_tiny, save_checkpoint
-    from embeval.eval.results import load_run
+    from embeval.results.files import load_run
 
     ckpt = save_checkpoint(*random_tiny(seed=0), tmp_path / "tiny", "avg", 32)
     out = tmp_path / "run.json"

@@ -24,11 +24,11 @@ class Mutant:
 
 TRAINER = "embeval/core/trainer.py"
 LOSSES = "embeval/core/losses.py"
-METRICS = "embeval/eval/metrics.py"
-STATS = "embeval/eval/stats.py"
-TABLES = "embeval/eval/report_tables.py"
-SCORE = "embeval/eval/score.py"
-TRANSFER = "embeval/eval/transfer.py"
+METRICS = "embeval/eval/metrics/similarity.py"
+STATS = "embeval/eval/metrics/stats.py"
+TABLES = "embeval/eval/report/tables.py"
+SCORE = "embeval/eval/scoring/score.py"
+TRANSFER = "embeval/eval/scoring/transfer.py"
 CKPT = "embeval/core/checkpoint.py"
 
 MUTANTS: list[Mutant] = [
@@ -95,7 +95,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "issue14-07-encoder-key-without-dtype",
-        "embeval/eval/encode.py",
+        "embeval/eval/encoders/transformer.py",
         '+ f";dtype={dtype}"',
         "",
         ("tests/test_cache_keys.py",),
@@ -111,7 +111,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "issue14-09-markdown-pipe-unescaped",
-        "embeval/eval/export.py",
+        "embeval/eval/report/export.py",
         'for ch in "\\\\|*_`<>[]":',
         'for ch in "\\\\*_`<>[]":',
         ("tests/test_report_stats.py",),
@@ -135,7 +135,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "issue14-12-mteb-revision-typo",
-        "embeval/eval/mteb_export.py",
+        "embeval/eval/report/mteb_export.py",
         '"a0d554a64d88156834ff5ae9920b964011b16384"',
         '"a0d554a64d88156834ff5ae9920b964011b16385"',
         ("tests/test_mteb_export.py::test_mteb_loader_sees_every_score",),
@@ -243,7 +243,7 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ datasets, score, cache
     Mutant(
         "datasets-stsb-gold-column",
-        "embeval/eval/datasets.py",
+        "embeval/eval/data/sts.py",
         "gold.append(_score(cols[4], path, i))",
         "gold.append(_score(cols[3], path, i))",
         ("tests/test_datasets.py",),
@@ -259,7 +259,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "cache-no-checksum",
-        "embeval/eval/cache.py",
+        "embeval/eval/encoders/cache.py",
         "or vecs.ndim != 2 or _digest(keys, vecs) != digest:",
         "or vecs.ndim != 2:",
         ("tests/test_cache.py",),

@@ -8,8 +8,8 @@ from __future__ import annotations
 import csv
 import io
 
-from embeval.eval.report import Report
-from embeval.eval.report_tables import AVG, Table
+from embeval.eval.report.build import Report
+from embeval.eval.report.tables import AVG, Table
 
 FORMATS = ("html", "md", "csv")
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from embeval.core import distributed
-from embeval.eval.encode import EmbeddingError, Encoder
+from embeval.eval.encoders.transformer import EmbeddingError, Encoder
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeval.eval.datasets import DataError, data_root, where_looked
+from embeval.eval.data.sts import DataError, data_root, where_looked
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def transfer_folder(root: Path | None = None) -> Path:
 
 def load_transfer(task: str, root: Path | None = None) -> TransferData:
     """Read one transfer task from the SentEval layout (see the data README for formats)."""
-    from embeval.eval.datasets import resolve_task
+    from embeval.eval.data.sts import resolve_task
 
     task = resolve_task(task, TRANSFER_TASKS)
     folder = transfer_folder(root)

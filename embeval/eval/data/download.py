@@ -1,7 +1,7 @@
 """`embeval data download` and `embeval data verify`: the SentEval downloads, rebuilt and checked.
 
-`download` fetches each source of embeval.eval.senteval_sources (with retries, or from a mirror),
-keeps its archive in ROOT/.downloads and writes the files it provides atomically.
+`download` fetches each source of embeval.eval.data.senteval_sources (with retries, or from a
+mirror), keeps its archive in ROOT/.downloads and writes the files it provides atomically.
 `verify` compares files with the sha256 manifest data/MANIFEST.sha256 (sha256sum format).
 """
 
@@ -24,15 +24,15 @@ from urllib.error import HTTPError
 from tqdm import tqdm
 
 from embeval.core.fileio import atomic_write, open_mode
-from embeval.eval.datasets import PROJECT_DATA, DataError, data_root
-from embeval.eval.senteval_sources import GROUPS, DownloadError, sources
-from embeval.eval.senteval_text import moses_tokenizer
+from embeval.eval.data.senteval_sources import GROUPS, DownloadError, sources
+from embeval.eval.data.senteval_text import moses_tokenizer
+from embeval.eval.data.sts import PROJECT_DATA, DataError, data_root
 
 log = logging.getLogger(__name__)
 MANIFEST = PROJECT_DATA / "MANIFEST.sha256"
 
 
-class _Writer:  # the Writer of embeval.eval.senteval_sources
+class _Writer:  # the Writer of embeval.eval.data.senteval_sources
     """Writes only the files of the wanted groups (sts, sts-raw, transfer), atomically."""
 
     def __init__(self, root: Path, groups: set[str]):

@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 
 from embeval.core.fileio import atomic_write
-from embeval.eval.results import ResultsError, RunResult
+from embeval.results.files import ResultsError, RunResult
 
 log = logging.getLogger(__name__)
 FORMATS = ("mteb",)

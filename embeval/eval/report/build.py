@@ -2,8 +2,8 @@
 
 collect (load results files, name them uniquely) -> build (tables, statistics, figures as data
 URIs) -> render (ONE autoescaped jinja2 template, `templates/report.html.j2`). The comparison
-tables and their statistics live in `embeval.eval.report_tables`; Markdown and CSV exports of the
-main tables live in `embeval.eval.export`.
+tables and their statistics live in `embeval.eval.report.tables`; Markdown and CSV exports of the
+main tables live in `embeval.eval.report.export`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import numpy as np
 from scipy.stats import rankdata
 
 import embeval
-from embeval.eval import plots, stats
-from embeval.eval.datasets import STS_TASKS
-from embeval.eval.report_tables import AVG, Table, group_tables
-from embeval.eval.results import ResultsError, RunResult, load_run
+from embeval.eval.data.sts import STS_TASKS
+from embeval.eval.metrics import stats
+from embeval.eval.report import plots
+from embeval.eval.report.tables import AVG, Table, group_tables
+from embeval.results.files import ResultsError, RunResult, load_run
 
 log = logging.getLogger(__name__)
 DIST_TASK = "STSBenchmark"  # similarity distributions and worst pairs; else the first task
@@ -340,7 +341,7 @@ def render_html(report: Report) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     env = Environment(
-        loader=PackageLoader("embeval.eval", "templates"),
+        loader=PackageLoader("embeval.eval.report", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -4,7 +4,7 @@ The conversions follow SentEval's data/downstream/get_transfer_data.bash (Connea
 STS12-16 and STS-B text through Moses `tokenizer.perl -l en -no-escape`, then lowercased (sts/,
 beside the untouched releases in sts-raw/); SICK tokenized, kept cased; MR/CR/SUBJ/MPQA through
 `cat -v` and the PTB `tokenizer.sed`; TREC without quote characters; MRPC out of the MSI.
-Fetching, skipping and checking them is embeval.eval.download's job.
+Fetching, skipping and checking them is embeval.eval.data.download's job.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from embeval.eval.datasets import STS_YEARS, DataError
-from embeval.eval.senteval_text import cat_v, cut, map_lines, moses, ptb
+from embeval.eval.data.senteval_text import cat_v, cut, map_lines, moses, ptb
+from embeval.eval.data.sts import STS_YEARS, DataError
 
 GROUPS = ("sts", "sts-raw", "transfer")  # the top folders of the data root
 

@@ -48,7 +48,7 @@ PROTOCOLS = ("simcse", "mteb")
 PROTOCOL_FOLDER = {"simcse": "sts", "mteb": "sts-raw"}
 STSB_FILES = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test.csv"}
 SICK_FILES = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
-PROJECT_DATA = Path(__file__).resolve().parents[2] / "data"
+PROJECT_DATA = Path(__file__).resolve().parents[3] / "data"
 SHARED_DATA = PROJECT_DATA.parents[1] / "shared" / "data"  # ../shared/data beside the project
 DATA_GROUPS = ("sts", "sts-raw", "transfer")
 

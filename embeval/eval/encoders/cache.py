@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from embeval.core.fileio import atomic_write
-from embeval.eval.encode import Encoder, check_finite, check_sentences
+from embeval.eval.encoders.transformer import Encoder, check_finite, check_sentences
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable
 
-from embeval.eval.datasets import DataError
+from embeval.eval.data.sts import DataError
 
 
 @functools.cache

@@ -5,7 +5,8 @@ wrap or replace the real thing. `TransformerEncoder` encodes each distinct sente
 batches sorted by token length with padding to the longest in the batch (as SimCSE evaluates),
 under inference mode, and restores the caller's order. A checkpoint whose sentence-transformers
 modules end with Normalize gets unit-length embeddings, as sentence-transformers gives them.
-`quantize="int8"` runs the same batches through ONNX Runtime's int8 model (`embeval.eval.int8`).
+`quantize="int8"` runs the same batches through ONNX Runtime's int8 model
+(`embeval.eval.encoders.int8`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def check_device(device: str | None) -> str | None:
 
 def check_quantize(quantize: str, dtype: str, device: str | None) -> None:
     """int8 is ONNX Runtime on the CPU, from float32 weights: refuse other combinations early."""
-    from embeval.eval.int8 import QUANTIZE, require_onnxruntime
+    from embeval.eval.encoders.int8 import QUANTIZE, require_onnxruntime
 
     if quantize not in QUANTIZE:
         raise ValueError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
@@ -204,7 +205,7 @@ class TransformerEncoder:
 
             self.model, self.tokenizer, _ = load_model(info=self.info)
         if self.quantize and self._int8 is None:
-            from embeval.eval.int8 import load_int8
+            from embeval.eval.encoders.int8 import load_int8
 
             fp = self.info.fingerprint if self.info else None
             self._int8 = load_int8(self.model, self.tokenizer, fp, self.onnx_dir)

@@ -5,18 +5,18 @@
 (raised as `CheckError`: missing task, other split/protocol, partial vs full, different pairs,
 int8 vs float32 unless `allow_quantized`: a gate against a float32 baseline would otherwise
 pass or fail on the quantization's cost rather than on the change under test).
-The paired bootstrap (`embeval.eval.stats`) tells whether the difference is beyond noise; the
-gate itself is the tolerance, so a CI does not flap on a significant but tiny change.
+The paired bootstrap (`embeval.eval.metrics.stats`) tells whether the difference is beyond
+noise; the gate itself is the tolerance, so a CI does not flap on a significant but tiny change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from embeval.eval import stats
-from embeval.eval.report import format_p
-from embeval.eval.report_tables import same_pairs
-from embeval.eval.results import ResultsError, RunResult
+from embeval.eval.metrics import stats
+from embeval.eval.report.build import format_p
+from embeval.eval.report.tables import same_pairs
+from embeval.results.files import ResultsError, RunResult
 
 ALPHA = 0.05
 DEFAULT_TOLERANCE = 1.0  # Spearman points (x100)

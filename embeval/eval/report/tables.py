@@ -1,8 +1,8 @@
 """Comparison tables of `embeval report`: Spearman per task, deltas, best marks, CIs, p-values.
 
-Separate from `embeval.eval.report` (collecting runs, run cards, training logs, HTML) because
+Separate from `embeval.eval.report.build` (collecting runs, run cards, training logs, HTML) because
 these tables are what every output shows: the HTML template and the Markdown/CSV exports
-(`embeval.eval.export`) all read them, so nothing here knows about HTML or files.
+(`embeval.eval.report.export`) all read them, so nothing here knows about HTML or files.
 
 Runs are only compared with runs measured the same way: a table holds runs of one protocol, one
 split and one `--limit` (partial runs are never mixed with full ones); each table has its own
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embeval.eval import stats
-from embeval.eval.datasets import STS_TASKS, STS_YEARS
-from embeval.eval.results import ResultsError, RunResult
+from embeval.eval.data.sts import STS_TASKS, STS_YEARS
+from embeval.eval.metrics import stats
+from embeval.results.files import ResultsError, RunResult
 
 AVG = "Avg"
 

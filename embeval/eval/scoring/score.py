@@ -17,8 +17,7 @@ import numpy as np
 
 import embeval
 from embeval.core.checkpoint import DEFAULT_CHECKPOINT
-from embeval.eval import metrics, transfer
-from embeval.eval.datasets import (
+from embeval.eval.data.sts import (
     STS_TASKS,
     STS_YEARS,
     DataError,
@@ -28,8 +27,10 @@ from embeval.eval.datasets import (
     load_sts,
     resolve_task,
 )
-from embeval.eval.encode import Encoder
-from embeval.eval.results import RunResult
+from embeval.eval.encoders.transformer import Encoder
+from embeval.eval.metrics import similarity as metrics
+from embeval.eval.scoring import transfer
+from embeval.results.files import RunResult
 
 log = logging.getLogger(__name__)
 DIAGNOSTIC_TASK = "STSBenchmark"
@@ -81,7 +82,7 @@ def score(
     transfer_config: transfer.TransferConfig | None = None,
 ) -> RunResult | None:
     """Score `encoder` on STS and SentEval transfer tasks; the output contract is in
-    `embeval.eval.results`. Transfer tasks follow SentEval's own splits (`split` must be test).
+    `embeval.results.files`. Transfer tasks follow SentEval's own splits (`split` must be test).
 
     With a `ShardedEncoder` (torchrun) every process calls this, encodes its share, and only
     rank 0 measures and gets the RunResult; the other ranks get None."""

@@ -1,0 +1,9 @@
+"""embeval command line: one small module per subcommand. The only package that prints.
+
+`embeval --help` ends with QUICK_START (embeval.cli.app).
+"""
+
+from embeval.cli import check, data, export, report, score, train  # noqa: F401  (registers them)
+from embeval.cli.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,5 @@
+"""`python -m embeval.cli` (torchrun, accelerate launch)."""
+
+from embeval.cli import main
+
+main()

@@ -1,0 +1,112 @@
+"""What several subcommands share: error exit, option sets and their checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from embeval.core.checkpoint import POOLERS, CheckpointError
+from embeval.eval.data.sts import DataError
+from embeval.eval.encoders.transformer import EmbeddingError
+from embeval.results.files import ResultsError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+USER_ERRORS = (CheckpointError, DataError, EmbeddingError, ResultsError, ValueError, OSError)
+
+RUNS_DIR = Path("reports") / "runs"
+
+
+def fail(exc: Exception, code: int = 2) -> None:
+    click.echo(f"embeval: error: {exc}", err=True)
+    sys.exit(code)
+
+
+def split_tasks(values: tuple[str, ...]) -> list[str]:
+    """Task names from repeated, comma-separated --tasks values; [] when none was given (the
+    defaults). An empty name is refused: `--tasks ""` used to run the whole default suite."""
+    names = [t.strip() for v in values for t in v.split(",")]
+    if "" in names:
+        given = " ".join(repr(v) for v in values)
+        raise click.BadParameter(
+            f"empty task name in {given}; expected comma-separated names such as STS12,stsb",
+            param_hint="--tasks",
+        )
+    return names
+
+
+def check_run_name(ctx, param, name: str | None) -> str | None:
+    """--name is a label, not a path: refused at parse time, before minutes of encoding."""
+    if name is not None and (re.search(r"[/\\]", name) or name.strip(".") == ""):
+        raise click.BadParameter(
+            f"{name!r} is a path; a run name cannot hold / or \\ or be only dots. "
+            "Choose where results go with --out FILE.",
+            param_hint="--name",
+        )
+    return name
+
+
+def run_slug(name: str) -> str:
+    """The run name as a visible file name: characters other than letters, digits, . _ - become
+    _, and leading/trailing . _ - are dropped (so no hidden file and no path); "run" if empty."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "run"
+
+
+def encoder_options(f):
+    """Options shared by every command that encodes a checkpoint."""
+    opts = [
+        click.option("--pooler", type=click.Choice(POOLERS), help="Default: the checkpoint's own."),
+        click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1)),
+        click.option("--device", help="cpu, cuda, cuda:1 … Default: cuda when present."),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float16", "bfloat16"]),
+            default="float32",
+            show_default=True,
+            help="float16/bfloat16: CUDA only.",
+        ),
+        click.option(
+            "--quantize",
+            type=click.Choice(["int8"]),
+            help="int8: dynamic int8 linear layers via ONNX Runtime, CPU only (pip install "
+            "'embeval[int8]'). Recorded in the results; `check` refuses to mix it with float32.",
+        ),
+        click.option("--max-length", type=click.IntRange(1), help="Token limit per sentence."),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False),
+            help="Embedding cache. Default: $EMBEVAL_CACHE, else the user cache folder.",
+        ),
+        click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache."),
+        click.option(
+            "--data",
+            "data",
+            type=click.Path(file_okay=False),
+            help="Data root. Default: $EMBEVAL_DATA, else data/ in the project when it holds the "
+            "data, else ../shared/data beside the project.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def overwrite_option(f):
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Replace the results file even if it holds a different run (other model, tasks, "
+        "split or settings). Without it only a re-run of the same run replaces it.",
+    )(f)
+
+
+def check_jobs(ctx, param, value: int) -> int:
+    """joblib's n_jobs: a positive count, or -1 (every core), -2 (all but one), ..."""
+    if value == 0:
+        raise click.BadParameter("expected a positive number of processes, or -1 for every core")
+    return value

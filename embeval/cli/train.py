@@ -1,0 +1,253 @@
+"""`embeval train`: contrastive training, with STS-B dev scored as it goes."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from embeval.cli.app import main
+from embeval.cli.common import (
+    USER_ERRORS,
+    fail,
+)
+from embeval.core.checkpoint import POOLERS
+from embeval.eval.data.sts import DataError
+
+
+def stsb_dev_evaluator(tokenizer, root, device, batch_size):
+    """The Trainer's evaluate callback: STS-B dev Spearman plus alignment and uniformity."""
+    from embeval.eval.data.sts import data_root, load_sts
+    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.scoring.score import score
+
+    root = data_root(root)
+    try:  # fail before training, not at the first evaluation
+        load_sts("STSBenchmark", "dev", root)
+    except DataError as exc:  # its advice names score's --data; here the folder is --eval-data
+        text = str(exc).replace("point --data", "point --eval-data")
+        raise DataError(f"STS-B dev for evaluation during training (--eval-data): {text}") from exc
+
+    def evaluate(model) -> dict:
+        enc = TransformerEncoder(
+            model, tokenizer, batch_size=batch_size, device=device, progress=False
+        )
+        run = score(enc, ["STSBenchmark"], split="dev", root=root, name="train-eval")
+        d = run.diagnostics
+        return {
+            "stsb_dev": run.tasks["STSBenchmark"]["spearman"],
+            "alignment": d.get("alignment"),
+            "uniformity": d.get("uniformity"),
+        }
+
+    return evaluate
+
+
+def interrupted_text(trainer, out, resume: bool) -> str:
+    """What a Ctrl-C left in OUT; --resume is offered only when OUT/last holds a state."""
+    saved = None if trainer is None else trainer.saved_step
+    if saved is None and resume:
+        return f"interrupted before training resumed; {out}/last is as it was"
+    if saved is None:
+        return "interrupted before training started; nothing was saved"
+    best = "" if trainer.best_step is None else f"best/ (step {trainer.best_step}) and "
+    return (
+        f"interrupted at step {trainer.step}; {out} holds {best}last/ (step {saved}): "
+        "resume with the same command plus --resume"
+    )
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_name",
+    required=True,
+    help="Checkpoint folder, hub name, or "
+    "random-tiny (a small random BERT with the packaged tokenizer, for smoke runs: NLI pairs "
+    "lift its STS, unsupervised SimCSE on a random encoder does not; see the README).",
+)
+@click.option(
+    "--data",
+    "train_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="One sentence per line, or a CSV with sent0,sent1[,hard_neg].",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: best/, last/, train_log.jsonl, train_config.json.",
+)
+@click.option(
+    "--loss",
+    default="infonce",
+    show_default=True,
+    help="infonce, focal-infonce, sup-simcse or align-uniform.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(0),
+    help="Optimizer steps (overrides --epochs); 0 saves the initial model.",
+)
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--eval-steps", default=125, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--save-steps",
+    type=click.IntRange(1),
+    help="last/ checkpoint every N steps (default: at every evaluation).",
+)
+@click.option("--log-steps", default=25, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Per process."
+)
+@click.option("--lr", default=3e-5, show_default=True, type=float)
+@click.option("--temp", "temperature", default=0.05, show_default=True, type=float)
+@click.option(
+    "--focal-m", default=0.3, show_default=True, type=float, help="Focal-InfoNCE hardness m."
+)
+@click.option(
+    "--hard-negative-weight",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="sup-simcse: log(alpha).",
+)
+@click.option(
+    "--uniformity-weight", default=1.0, show_default=True, type=float, help="align-uniform: lambda."
+)
+@click.option("--max-length", default=32, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Dropout rate of the encoder, the noise behind SimCSE's positives. Default: the "
+    "model's own (0.1 for BERT).",
+)
+@click.option("--warmup-steps", default=0, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--weight-decay",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="AdamW weight decay (not on biases and LayerNorm weights).",
+)
+@click.option(
+    "--max-grad-norm",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Clip the gradient norm, as Hugging Face's Trainer (SimCSE's loop) does; 0: off.",
+)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--pooler",
+    type=click.Choice(POOLERS),
+    help="Training pooler. Default: the pooling the checkpoint declares (e.g. avg for a "
+    "sentence-transformers mean-pooling model), else cls ([CLS] + MLP, as SimCSE trains).",
+)
+@click.option(
+    "--eval-pooler",
+    type=click.Choice(POOLERS),
+    help="Pooler for evaluation and the saved checkpoints. Default: the checkpoint's declared "
+    "pooling when no --pooler is given; else the training pooler, but cls_before_pooler after "
+    "cls (SimCSE: the MLP is used only in training).",
+)
+@click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
+@click.option(
+    "--normalize/--no-normalize",
+    default=None,
+    help="End the saved checkpoints' sentence-transformers modules with Normalize (unit-length "
+    "embeddings). Default: as the --model checkpoint does (all-MiniLM-L6-v2 does).",
+)
+@click.option("--no-amp", is_flag=True, help="No float16 autocast on CUDA.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last with the same settings.")
+@click.option(
+    "--overwrite", is_flag=True, help="Delete the run OUT already holds and start afresh."
+)
+@click.option(
+    "--eval-data",
+    type=click.Path(file_okay=False),
+    help="Data root holding STS-B dev. Default: as --data of `embeval score`.",
+)
+@click.option("--no-eval", is_flag=True, help="No STS-B dev scoring; best/ = the latest model.")
+@click.option("--eval-batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--device", help="cpu, cuda, cuda:1 … Default: cuda when present.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(
+    model_name,
+    train_file,
+    out,
+    resume,
+    overwrite,
+    eval_data,
+    no_eval,
+    eval_batch_size,
+    device,
+    progress,
+    keep_pooler,
+    no_amp,
+    **fields,
+):
+    """Train a contrastive sentence encoder (SimCSE / Focal-InfoNCE) and save checkpoints.
+
+    \b
+    # unsupervised SimCSE from a pretrained encoder (see examples/ for the paper's setting)
+    embeval train --model bert-base-uncased --out runs/focal \\
+        --data wiki1m_for_simcse.txt --loss focal-infonce --eval-data ../shared/data
+    # smoke run: a random tiny BERT on NLI triplets (STS-B dev about 55 -> 70 in 150 steps)
+    embeval train --model random-tiny --out runs/tiny \\
+        --data ../shared/data/train/snli_devtest_triplets_for_simcse.csv \\
+        --loss focal-infonce --steps 150 --lr 1e-3 --pooler avg --eval-pooler avg \\
+        --eval-data ../shared/data
+    """
+    from embeval.core import distributed as dist
+    from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
+    from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
+
+    trainer = None
+    if resume and overwrite:
+        fail(ValueError("--resume continues the run in --out, --overwrite deletes it: not both"))
+    try:
+        declared = None
+        if model_name != "random-tiny" and fields["pooler"] is None:
+            declared = read_pooling_config(resolve_checkpoint(model_name))[0]
+        normalize = fields.pop("normalize")  # None: as the checkpoint, known once it is loaded
+        if declared not in (None, "cls_before_pooler") and fields["eval_pooler"] is None:
+            click.echo(f"{model_name} pools with {declared}: training with it", err=True)
+        fields["pooler"], fields["eval_pooler"] = simcse_poolers(
+            declared, fields["pooler"], fields["eval_pooler"]
+        )
+        cfg = TrainConfig(
+            **fields, normalize=bool(normalize), reinit_pooler=not keep_pooler, amp=not no_amp
+        )
+        cfg.validate()
+        if model_name == "random-tiny":
+            backbone, tokenizer = random_tiny(cfg.seed)
+        else:
+            model, tokenizer, info = load_model(model_name, pooler=cfg.pooler)
+            backbone = model.backbone
+            if normalize is None:
+                cfg = dataclasses.replace(cfg, normalize=info.normalize)
+        evaluate = None
+        if not no_eval:
+            evaluate = stsb_dev_evaluator(tokenizer, eval_data, device, eval_batch_size)
+        trainer = Trainer(backbone, tokenizer, train_file, cfg, out, evaluate, device, progress)
+        result = trainer.train(resume=resume, overwrite=overwrite)
+    except KeyboardInterrupt:
+        click.echo(f"\n{interrupted_text(trainer, out, resume)}", err=True)
+        sys.exit(130)
+    except (TrainingError, *USER_ERRORS) as exc:
+        fail(exc, 1 if isinstance(exc, TrainingError) else 2)
+    if not dist.is_main():
+        return
+    best = (
+        f"best STS-B dev {result.best_score:.2f} at step {result.best_step}"
+        if result.best_score is not None
+        else "no evaluation"
+    )
+    click.echo(f"trained {result.step} steps; {best}")
+    if result.truncated:
+        click.echo(f"{result.truncated} training sentence(s) truncated to {cfg.max_length} tokens")
+    click.echo(f"checkpoint: {Path(out) / 'best'}\nlog: {Path(out) / 'train_log.jsonl'}")

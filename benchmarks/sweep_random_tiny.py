@@ -2,10 +2,10 @@
 
 Trains random-tiny (2 layers, hidden 128, the packaged tokenizer) under each setting below and
 prints the STS-B dev Spearman trajectory, one line per setting (the first rows took 3 minutes on
-an H100; all of them take several hours on 2 CPU cores). The README quotes one H100 run of the
-first rows made before the Trainer clipped gradients, and CPU runs (`--match`) of the later rows
-and of three earlier ones with clipping. Each row trains `--steps` steps unless it sets its own
-(the later rows: 300, or 500 where named). The last controls change the model: one layer,
+an H100; all of them take several hours on 2 CPU cores). docs/random-tiny-sweep.md quotes one
+H100 run of the first rows made before the Trainer clipped gradients, and CPU runs (`--match`) of
+the later rows and of three earlier ones with clipping. Each row trains `--steps` steps unless it
+sets its own (the later rows: 300, or 500 where named). The last controls change the model: one layer,
 position vectors zeroed and frozen, or only the word embeddings trained; three ablations keep
 one of Focal-InfoNCE's two modulating factors and drop the other; the controls added after
 them train SimCSE's MLP over [CLS], freeze the word vectors, or clean the training file. The

@@ -10,30 +10,9 @@
    0.1, lr 3e-3, batch 256, 300 steps): STS-B dev rises, 54.93 -> 60.87 (paired bootstrap
    p <= 0.001, none of 1,000 resamples).
 
-What is NOT asserted: that focal-infonce on wiki1m raises a *random* encoder's STS-B dev. It
-ends below where it started in fifteen of seventeen settings tried (29.2 to 55.7 against 54.9;
-see `benchmarks/sweep_random_tiny.py`). Only very large batches lift it, a little: 57.4 at batch
-512, 58.54 at batch 1024 (300 steps, paired bootstrap p = 0.017; 16 minutes on 2 CPU cores), and
-that does not hold under another seed (seed 1, untrained 54.2: 56.2 at batch 512, p = 0.22; 55.2
-at batch 1024, p = 0.56), where infonce at batch 256 still rises, to 59.2 (p = 0.004). Untrained
-random-tiny already scores 52.7 (cls_before_pooler) / 54.9 (avg) because averaged random token
-vectors measure word overlap, and positives that are the same sentence under dropout carry
-nothing beyond word identity and frequency (weighting the averaged random token vectors by
-wiki1m IDF would give 73.9 on STS-B dev, what frequency alone could be worth). More negatives
-help: infonce at batch 64 reaches only 58.57. Focal-InfoNCE up-weights the hardest negatives,
-which for a random encoder are the sentences sharing the most words with the anchor, and pushing
-those apart works against word overlap. Ablations at batch 256 point there: its positive factor
-alone behaves like infonce (60.6), its negative factor alone ends at 57.0 (55.7 with m = 0), and
-infonce at tau 0.05, whose softmax weights hard negatives up more than at 0.1, falls to 50.4.
-Neither the training file's 1,101 very short and 366 repeated lines (without them: 56.2) nor the
-random word vectors (frozen: focal-infonce 49.6, infonce 60.2) explain it.
-Controls with focal-infonce (batch 64, tau 0.1, lr 3e-3, 300 steps): with position embeddings
-zeroed and frozen it goes 57.4 -> 54.5; training the word embeddings alone, 54.9 -> 47.8
-(infonce too), so neither a length cue nor the random layers explain the fall.
-`benchmarks/sweep_random_tiny.py`, 500 steps each: SimCSE's settings (MLP over [CLS], tau 0.05)
-end at 48.6 / 6.8 / 10.7 for lr 3e-5 / 1e-4 / 5e-4 on an H100 before gradient clipping, 43.5 for
-lr 3e-5 with clipping on CPU (the encoder learns to tell sentences apart by non-semantic cues).
-NLI pairs carry the missing signal (different words, same meaning): 72.3 / 73.9 there.
+What is NOT asserted: that focal-infonce on wiki1m raises a *random* encoder's STS-B dev; it
+ends below its start in most settings tried, and docs/random-tiny-sweep.md shows why (sweep,
+ablations and controls, `benchmarks/sweep_random_tiny.py`).
 Figures are logged in train_log.jsonl and printed (`pytest -s`).
 """
 

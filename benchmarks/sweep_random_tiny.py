@@ -5,7 +5,8 @@ prints the STS-B dev Spearman trajectory, one line per setting (the first rows t
 an H100; all of them take several hours on 2 CPU cores). docs/random-tiny-sweep.md quotes one
 H100 run of the first rows made before the Trainer clipped gradients, and CPU runs (`--match`) of
 the later rows and of three earlier ones with clipping. Each row trains `--steps` steps unless it
-sets its own (the later rows: 300, or 500 where named). The last controls change the model: one layer,
+sets its own (the later rows: 300, or 500 where named). The last controls change the model: one
+layer,
 position vectors zeroed and frozen, or only the word embeddings trained; three ablations keep
 one of Focal-InfoNCE's two modulating factors and drop the other; the controls added after
 them train SimCSE's MLP over [CLS], freeze the word vectors, or clean the training file. The

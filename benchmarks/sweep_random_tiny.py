@@ -1,17 +1,15 @@
 """Does contrastive training lift a randomly initialised encoder's STS-B dev? A settings sweep.
 
 Trains random-tiny (2 layers, hidden 128, the packaged tokenizer) under each setting below and
-prints the STS-B dev Spearman trajectory, one line per setting (the first rows took 3 minutes on
-an H100; all of them take several hours on 2 CPU cores). docs/random-tiny-sweep.md quotes one
-H100 run of the first rows made before the Trainer clipped gradients, and CPU runs (`--match`) of
-the later rows and of three earlier ones with clipping. Each row trains `--steps` steps unless it
-sets its own (the later rows: 300, or 500 where named). The last controls change the model: one
-layer,
-position vectors zeroed and frozen, or only the word embeddings trained; three ablations keep
-one of Focal-InfoNCE's two modulating factors and drop the other; the controls added after
-them train SimCSE's MLP over [CLS], freeze the word vectors, or clean the training file. The
-SNLI rows use the triplets as they are; the smoke test drops rows sharing a sentence with STS-B
-dev first.
+prints the STS-B dev Spearman trajectory, one line per setting (the first rows took 3 minutes on an
+H100; all of them take several hours on 2 CPU cores). docs/random-tiny-sweep.md quotes one H100 run
+of the first rows made before the Trainer clipped gradients, and CPU runs (`--match`) of the later
+rows and of three earlier ones with clipping. Each row trains `--steps` steps unless it sets its
+own (the later rows: 300, or 500 where named). The last controls change the model: one layer,
+position vectors zeroed and frozen, or only the word embeddings trained; three ablations keep one
+of Focal-InfoNCE's two modulating factors and drop the other; the controls added after them train
+SimCSE's MLP over [CLS], freeze the word vectors, or clean the training file. The SNLI rows use the
+triplets as they are; the smoke test drops rows sharing a sentence with STS-B dev first.
 Figures quoted with another seed than 42 (initial weights, data order, dropout) used `--seed`.
 
     python benchmarks/sweep_random_tiny.py [--data ../shared/data] [--steps 500] [--only wiki|nli]

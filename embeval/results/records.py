@@ -9,7 +9,7 @@ report, `check` and `export` index into); a record is a typed, immutable view of
 
 `Record.from_dict(d).to_dict() == d` for every file embeval writes, keys in the same order:
 fields the record does not name are kept in `extra`, and the source's key order is remembered.
-Writers may build a record and store its `to_dict()`.
+Writers may build a record and store its `to_dict()`: it has the layout `score` writes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class _Record:
     (a task's name, the key of its entry) are not written."""
 
     _nested: dict[str, type] = {}  # dict-valued field -> record class of each of its values
+    _layout: tuple[str, ...] = ()  # key order of a record built in code, as `score` writes it
 
     @classmethod
     def _names(cls) -> set[str]:
@@ -59,7 +60,7 @@ class _Record:
                     continue
                 v = {k: r.to_dict() for k, r in v.items()}
             out[name] = v
-        order = self._order or tuple(f.name for f in fields(self))  # else: field order
+        order = self._order or self._layout or tuple(f.name for f in fields(self))
         return _ordered({**out, **self.extra}, order)
 
 
@@ -97,6 +98,7 @@ class STSScore(_Record):
     """One STS task: Spearman x100 is the primary figure (cosine vs gold; STS12-16: `all`)."""
 
     _nested = {"subsets": SubsetScore, "aggregates": Correlations}
+    _layout = ("split", "n", "spearman", "pearson", "subsets", "aggregates")
 
     task: str = field(metadata={"key": False})  # the key of the entry in `tasks`
     spearman: float
@@ -118,6 +120,8 @@ class STSScore(_Record):
 @dataclass(frozen=True)
 class TransferScore(_Record):
     """One SentEval transfer task: test accuracy x100 (MRPC also F1), C chosen on dev/CV."""
+
+    _layout = ("split", "n", "n_train", "accuracy", "dev_accuracy", "C", "f1")
 
     task: str = field(metadata={"key": False})
     accuracy: float

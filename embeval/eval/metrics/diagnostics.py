@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embeval.eval.metrics import similarity
-from embeval.registry import Registry, first_line
+from embeval.registry import Registry, UnknownUnit, first_line
 from embeval.results.records import Diagnostics
 
 SENTENCES = "sentences"
@@ -62,7 +62,7 @@ class Diagnostic:
 
 def _check(label: str, unit) -> None:
     if not isinstance(unit, Diagnostic):
-        raise TypeError(
+        raise UnknownUnit(
             f"diagnostic {label} is a {type(unit).__name__}; expected an "
             "embeval.eval.metrics.diagnostics.Diagnostic"
         )

@@ -96,7 +96,7 @@ def test_a_registered_diagnostic_is_scored_printed_and_reported(tmp_path, tiny_d
         ]
         r = report.build([path], n_boot=0)
         assert ("mean norm", "Mean L2 norm of the embeddings", "lower is better") in r.diagnostics
-        assert "Mean norm: Mean L2 norm of the embeddings (lower is better)." in report.render_html(
+        assert "Mean norm: Mean L2 norm of the embeddings; lower is better." in report.render_html(
             r
         )
     finally:

@@ -65,6 +65,8 @@ def test_fresh_run_round_trips_and_reads_typed(tmp_path, tiny_data):
         "effective_rank",
     ]
     assert d.values["uniformity"] == run.diagnostics["uniformity"]
+    meta.data_checksums["STS12"] = "edited"  # a copy: the run's own dicts stay as loaded
+    assert run.meta["data_checksums"]["STS12"] != "edited"
 
 
 def test_transfer_record():

@@ -1,7 +1,7 @@
 """Typed records of a results file: an STS score, a transfer score, diagnostics, run metadata.
 
 The results JSON stays the contract and `RunResult` keeps its objects as plain dicts (what the
-report, `check` and `export` index into); a record is a typed, immutable view of one of them:
+report, `check` and `export` index into); a record is a typed, frozen copy of one of them:
 
     run = load_run("reports/runs/minilm-test.json")
     run.scores()["STS12"].subsets["MSRpar"].spearman     # STSScore -> SubsetScore
@@ -14,6 +14,7 @@ Writers may build a record and store its `to_dict()`: it has the layout `score` 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, fields
 
 DIAGNOSTIC_COUNTS = ("n_sentences", "n_positive_pairs")  # `diagnostics` fields that are counts
@@ -41,6 +42,7 @@ class _Record:
 
     @classmethod
     def from_dict(cls, d: dict, **given):
+        d = copy.deepcopy(d)  # a view: editing its lists or dicts leaves the run's own alone
         names = cls._names()
         kw = {k: v for k, v in d.items() if k in names}
         for k, sub in cls._nested.items():
@@ -157,6 +159,7 @@ class Diagnostics(_Record):
 
     @classmethod
     def from_dict(cls, d: dict, **given):
+        d = copy.deepcopy(d)
         named = {"source", *DIAGNOSTIC_COUNTS}
         values = {k: v for k, v in d.items() if k not in named and _is_measure(v)}
         kw = {k: d[k] for k in named if k in d}

@@ -408,3 +408,25 @@ def test_single_run_is_no_baseline_and_pearson_is_shown(tmp_path):
         r.tables[0].pearson.rows[0].cells["STSBenchmark"].value
         == run.tasks["STSBenchmark"]["pearson"]
     )
+
+
+def test_pearson_in_markdown_and_csv(two_runs):
+    """Pearson r, stored beside Spearman, was only in the HTML: the Markdown export has its
+    table, the CSV a `pearson` column on each STS task's line (empty for the averages)."""
+    r = report.build(list(two_runs), n_boot=0, figures=False)
+    runs = {"bow": load_run(two_runs[0]), "fake": load_run(two_runs[1])}
+    rows = list(csv.DictReader(io.StringIO(export.to_csv(r))))
+    assert len(rows) == 2 * 8
+    for row in rows:
+        if row["task"] == "Avg":
+            assert row["pearson"] == ""
+        else:
+            want = runs[row["run"]].tasks[row["task"]]["pearson"]
+            assert row["pearson"] == f"{want:.4f}"
+            assert row["value"] == f"{runs[row['run']].tasks[row['task']]['spearman']:.4f}"
+    md = export.to_markdown(r)
+    head, pearson = md.split("**STS Pearson ×100, protocol simcse · test split**")
+    fake = runs["fake"].tasks["STS13"]["pearson"]
+    line = next(x for x in pearson.splitlines() if x.startswith("| fake |"))
+    assert f"{fake:.2f}" in line.split(" | ")[2]  # STS13 is the second column
+    assert "| run | STS12 | STS13 |" in pearson

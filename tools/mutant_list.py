@@ -25,6 +25,8 @@ class Mutant:
 TRAINER = "embeval/core/trainer.py"
 LOSSES = "embeval/core/losses.py"
 METRICS = "embeval/eval/metrics/similarity.py"
+DIAGNOSTICS = "embeval/eval/metrics/diagnostics.py"
+FRAME = "embeval/results/frame.py"
 STATS = "embeval/eval/metrics/stats.py"
 TABLES = "embeval/eval/report/tables.py"
 SCORE = "embeval/eval/scoring/score.py"
@@ -127,10 +129,10 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "issue14-11-alignment-all-pairs",
-        SCORE,
-        "pos = d.gold > ALIGNMENT_GOLD_MIN",
-        "pos = d.gold >= 0",
-        ("tests/test_score_protocol.py",),
+        DIAGNOSTICS,
+        "pos = np.asarray(gold) > POSITIVE_GOLD_MIN",
+        "pos = np.asarray(gold) >= 0",
+        ("tests/test_score_protocol.py", "tests/test_diagnostics.py"),
         "alignment over every STS-B pair, not the positives (gold > 4)",
     ),
     Mutant(
@@ -251,10 +253,10 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "score-alignment-gold-4-inclusive",
-        SCORE,
-        "pos = d.gold > ALIGNMENT_GOLD_MIN",
-        "pos = d.gold >= ALIGNMENT_GOLD_MIN",
-        ("tests/test_score_protocol.py",),
+        DIAGNOSTICS,
+        "pos = np.asarray(gold) > POSITIVE_GOLD_MIN",
+        "pos = np.asarray(gold) >= POSITIVE_GOLD_MIN",
+        ("tests/test_score_protocol.py", "tests/test_diagnostics.py"),
         "pairs with gold exactly 4 counted as positives (SimCSE: > 4)",
     ),
     Mutant(
@@ -331,6 +333,47 @@ MUTANTS: list[Mutant] = [
         "limit = None",
         ("tests/test_report.py",),
         "--limit runs compared in one table with full runs",
+    ),
+    Mutant(
+        "export-csv-pearson-is-spearman",
+        "embeval/eval/report/export.py",
+        "_num(r.value if r else None)]",
+        "_num(c.value if r else None)]",
+        ("tests/test_report.py::test_pearson_in_markdown_and_csv",),
+        "the CSV's pearson column repeats the Spearman figure",
+    ),
+    Mutant(
+        "check-imports-the-plotting-stack",
+        "embeval/eval/scoring/check.py",
+        "from embeval.eval.report.formatting import format_p",
+        "from embeval.eval.report.build import format_p",
+        ("tests/test_light_imports.py",),
+        "`embeval check` loads matplotlib again to print a p-value",
+    ),
+    # ------------------------------------------------------------ results as data
+    Mutant(
+        "frame-ci-one-stream-for-all-tasks",
+        FRAME,
+        'ci = _intervals(p["sim"], p["gold"], n_boot, stats.task_seed(seed, task)) if p else {}',
+        'ci = _intervals(p["sim"], p["gold"], n_boot, seed) if p else {}',
+        ("tests/test_frame.py",),
+        "the frame's intervals are not the report's (every task on one resample stream)",
+    ),
+    Mutant(
+        "frame-pearson-other-resamples",
+        FRAME,
+        "r = stats.bootstrap_pearson(sim, gold, n_boot, seed)  # (B,)",
+        "r = stats.bootstrap_pearson(sim, gold, n_boot, [*np.atleast_1d(seed), 1])  # (B,)",
+        ("tests/test_frame.py",),
+        "a task's Pearson interval drawn from other resamples than its Spearman one",
+    ),
+    Mutant(
+        "records-key-order-lost",
+        "embeval/results/records.py",
+        "return _ordered({**out, **self.extra}, order)",
+        "return {**out, **self.extra}",
+        ("tests/test_records.py",),
+        "a record written back reorders the file's keys (results no longer byte-identical)",
     ),
     Mutant(
         "fileio-temp-file-left-behind",

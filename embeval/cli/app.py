@@ -6,6 +6,8 @@ import logging
 
 import click
 
+import embeval
+
 QUICK_START = """\b
 Quick start:
   embeval score                         # packaged all-MiniLM-L6-v2, STS suite
@@ -28,7 +30,7 @@ class Group(Command, click.Group):
 
 
 @click.group(cls=Group, epilog=QUICK_START)
-@click.version_option(package_name="embeval")
+@click.version_option(version=embeval.__version__, prog_name="embeval")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Train and evaluate sentence embeddings, faithful to SentEval/SimCSE."""

@@ -80,6 +80,8 @@ def align_rows(rows) -> list[str]:
 
 
 def format_table(run) -> str:
+    from embeval.eval.metrics import diagnostics  # scipy: not for `embeval --help`
+
     rows = [("task", "split", "pairs", "spearman", "pearson")]
     for task, m in run.tasks.items():
         if "spearman" in m:
@@ -98,13 +100,10 @@ def format_table(run) -> str:
         clf.append(("Avg. (transfer)", "", "", f"{run.transfer_avg:.2f}", ""))
     if len(clf) > 1:
         lines += ["", *align_rows(clf)] if lines else align_rows(clf)
-    d = run.diagnostics
-    if "uniformity" in d:
-        lines.append(
-            f"\n{d['source']}: alignment {d.get('alignment', float('nan')):.3f}  "
-            f"uniformity {d['uniformity']:.3f}  anisotropy {d['anisotropy']:.3f}  "
-            f"effective rank {d['effective_rank']:.1f}"
-        )
+    d = run.diagnostics_record()
+    if d is not None and d.values:
+        shown = "  ".join(f"{label} {v}" for label, v in diagnostics.formatted(run.diagnostics))
+        lines.append(f"\n{d.source}: {shown}")
     t = run.meta["timings"]
     lines.append(
         f"{run.meta['n_sentences']} distinct sentences, encode {t['encode_s']:.1f}s, "

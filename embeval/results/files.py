@@ -12,6 +12,17 @@ is recognised and ignored instead of giving intervals and p-values of other pair
 before the id existed have none and load unchecked.
 
 Schema history (see CHANGELOG.md): 1 = first release; 2 = transfer tasks and `transfer_avg`.
+
+Two versions say what a file can be compared with. `schema_version` (SCHEMA_VERSION) changes
+when the file's layout changes: a field added, renamed or retyped; `upgrade` reads every older
+one. `meta.embeval_version` (`embeval.__version__`, the version in pyproject.toml) must change
+whenever a figure can change: a change that can move any number a results file holds (a metric,
+a protocol, data reading, an encoder's numerics) bumps the version in pyproject.toml in the same
+commit and gets a CHANGELOG line, so two files with the same version and settings
+(`run_settings`) hold the same figures.
+
+`RunResult` keeps the JSON objects as dicts; `embeval.results.records` gives typed views of them
+(`run.scores()`, `run.meta_record()`, `run.diagnostics_record()`).
 """
 
 from __future__ import annotations
@@ -21,12 +32,14 @@ import math
 import os
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from embeval.core.fileio import atomic_write
+from embeval.results import records
 
 SCHEMA_VERSION = 2
 PAIR_FIELDS = ("sim", "gold", "subset", "s1", "s2")
@@ -62,6 +75,26 @@ class RunResult:
             "diagnostics": self.diagnostics,
         }
 
+    def scores(self) -> dict[str, records.STSScore | records.TransferScore]:
+        """Typed views of `tasks`, in file order: STSScore (has spearman) or TransferScore."""
+        out = {}
+        for task, entry in self.tasks.items():
+            rec = records.score_record(task, entry)
+            if rec is None:
+                raise ResultsError(
+                    f"{self.path or self.name}: task {task} has neither spearman (STS) nor "
+                    "accuracy (transfer)"
+                )
+            out[task] = rec
+        return out
+
+    def meta_record(self) -> records.RunMeta:
+        return records.RunMeta.from_dict(self.meta or {})
+
+    def diagnostics_record(self) -> records.Diagnostics | None:
+        """None for a run without diagnostics (no STS-B scored, or `diagnostics=False`)."""
+        return records.Diagnostics.from_dict(self.diagnostics) if self.diagnostics else None
+
     def load_pairs(self) -> dict[str, dict[str, np.ndarray]]:
         """Per-pair arrays, read from the .pairs.npz next to the JSON on first use."""
         if not self.pairs and self.path is not None:
@@ -69,7 +102,9 @@ class RunResult:
         return self.pairs
 
 
-def pairs_path(json_path: Path) -> Path:
+def pairs_path(json_path: str | os.PathLike) -> Path:
+    """NAME.pairs.npz beside NAME.json."""
+    json_path = Path(json_path)
     return json_path.with_name(json_path.name.removesuffix(".json") + ".pairs.npz")
 
 
@@ -136,8 +171,7 @@ def load_run(path: str | os.PathLike) -> RunResult:
 
 # Fields that reports, `check` and `export` compute with, and the types they need there.
 METRIC_KEYS = ("spearman", "pearson", "accuracy", "f1", "dev_accuracy")  # not C: per fold
-DIAGNOSTIC_KEYS = ("alignment", "uniformity", "anisotropy", "effective_rank")
-COUNT_KEYS = ("n", "n_sentences", "n_positive_pairs")
+COUNT_KEYS = ("n", *records.DIAGNOSTIC_COUNTS)
 
 
 def _is_number(v) -> bool:
@@ -163,12 +197,12 @@ def _check_metrics(path: Path, where: str, d) -> None:
         _expect(path, f"{where}.split", d["split"], isinstance(d["split"], str), "a split name")
 
 
-def validate(data: dict, path: Path) -> None:
+def validate(data: dict, path: str | os.PathLike) -> None:
     """Refuse a results file whose fields have the wrong type, naming the file and the field.
 
     A hand-edited or foreign file would otherwise fail later, far from its cause (a report's
-    "Unknown format code 'f'" names neither). Only the fields embeval reads are checked; unknown
-    extra fields are kept as they are.
+    "Unknown format code 'f'" names neither). Only the fields embeval reads are checked (every
+    `diagnostics` field is: the report prints them all); unknown extra fields are kept as they are.
     """
     _expect(path, "name", data.get("name"), isinstance(data.get("name"), str), "a string")
     rid = data.get("run_id")
@@ -202,16 +236,13 @@ def validate(data: dict, path: Path) -> None:
         _expect(path, k, v, v is None or _is_number(v), "a finite number or null")
     diag = data.get("diagnostics", {})
     _expect(path, "diagnostics", diag, isinstance(diag, dict), "an object")
-    for k in DIAGNOSTIC_KEYS:
-        if k in diag:
-            _expect(path, f"diagnostics.{k}", diag[k], _is_number(diag[k]), "a finite number")
-    for k in COUNT_KEYS:
-        if k in diag:
-            _expect(path, f"diagnostics.{k}", diag[k], isinstance(diag[k], int), "a count")
-    if "source" in diag:
-        _expect(
-            path, "diagnostics.source", diag["source"], isinstance(diag["source"], str), "a string"
-        )
+    for k, v in diag.items():  # every diagnostic is a number, whichever unit measured it
+        if k == "source":
+            _expect(path, "diagnostics.source", v, isinstance(v, str), "a string")
+        elif k in COUNT_KEYS:
+            _expect(path, f"diagnostics.{k}", v, isinstance(v, int), "a count")
+        else:
+            _expect(path, f"diagnostics.{k}", v, _is_number(v), "a finite number")
 
 
 def upgrade(data: dict) -> dict:
@@ -222,7 +253,7 @@ def upgrade(data: dict) -> dict:
 
 
 def load_pairs(
-    path: Path, run_id: str | None = None, json_path: Path | None = None
+    path: str | os.PathLike, run_id: str | None = None, json_path: str | os.PathLike | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per-pair arrays by task. With `run_id` (from the results JSON `json_path`), a file that
     another save wrote (another id, or none) is refused: its pairs are not this run's."""
@@ -246,6 +277,47 @@ def load_pairs(
             "`embeval score` or put the matching .pairs.npz beside it"
         )
     return out
+
+
+def path_list(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list:
+    """One path (str or Path) or several, as a list: a lone str is one file, not its letters."""
+    return [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+
+
+def load_runs(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+) -> tuple[list[tuple[str, RunResult]], list[str]]:
+    """Load results files; return (unique label, run) pairs and notes about renamed runs.
+
+    A run's label is its name, marked ' (int8)' when quantized (`quantize_mark`); two runs with
+    the same name are kept and told apart by their file path in brackets (a note says so); the
+    same file given twice is refused. The report and `to_frame` name runs this way."""
+    paths = path_list(paths)
+    seen: dict[Path, str] = {}
+    for p in paths:
+        real = Path(p).resolve()
+        if real in seen:
+            raise ResultsError(f"results file {p} is given twice (also as {seen[real]})")
+        seen[real] = str(p)
+    runs = [load_run(p) for p in paths]
+    names = [r.name for r in runs]
+    labels, notes = [], []
+    for p, r in zip(paths, runs, strict=True):
+        label = r.name + quantize_mark(r)
+        labels.append(f"{label} [{p}]" if names.count(r.name) > 1 else label)
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+        notes.append(
+            f"{names.count(name)} runs are named {name!r}; they are told apart by their "
+            "results file in brackets (use `embeval score --name` to name runs)"
+        )
+    return list(zip(labels, runs, strict=True)), notes
+
+
+def quantize_mark(run: RunResult) -> str:
+    """' (int8)' for a quantized run: its label says so wherever it appears (tables, cards,
+    plots, frames), so it is never read as the float32 model's figures."""
+    q = (run.meta or {}).get("quantize")
+    return f" ({q})" if q else ""
 
 
 # What makes two runs the same run: the model as scored and the scoring settings. Not the batch
@@ -279,8 +351,9 @@ def run_differences(a: dict, b: dict) -> list[str]:
     ]
 
 
-def free_sibling(path: Path) -> Path:
+def free_sibling(path: str | os.PathLike) -> Path:
     """`NAME-2.json`, `NAME-3.json`, … : the first name whose JSON and pairs files are both free."""
+    path = Path(path)
     stem = path.name.removesuffix(".json")
     for i in range(2, 10_000):
         candidate = path.with_name(f"{stem}-{i}.json")
@@ -289,8 +362,9 @@ def free_sibling(path: Path) -> Path:
     raise ResultsError(f"no free file name beside {path}")
 
 
-def differing_run(path: Path, settings: dict) -> list[str] | None:
+def differing_run(path: str | os.PathLike, settings: dict) -> list[str] | None:
     """How the run saved in `path` differs from `settings` (None: no file there; []: same run)."""
+    path = Path(path)
     if not path.exists():
         return None
     try:

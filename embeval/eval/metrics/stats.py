@@ -6,6 +6,7 @@ to the Bootstrap* (1993), and recompute Spearman's rho on each resample:
 
 - `bootstrap_spearman` gives the bootstrap distribution of one or several runs' rho. Several runs
   scored on the *same pairs* share the same resamples, which is what makes a paired test possible.
+  `bootstrap_pearson` does the same for Pearson's r (one run; `embeval.results.to_frame`).
 - `percentile_ci` turns a distribution into a percentile confidence interval (95 % by default).
 - `paired_p_value` is the paired bootstrap test used for MT/NLP system comparison (Koehn 2004,
   Berg-Kirkpatrick et al. 2012): the difference of two systems is measured on each common
@@ -84,6 +85,22 @@ def bootstrap_spearman(
         out.append(100 * _rowwise_pearson(p, g[None]))  # (R, C)
     rho = np.concatenate(out, axis=1)  # (R, B)
     return rho[0] if single else rho
+
+
+def bootstrap_pearson(
+    pred: np.ndarray, gold: np.ndarray, n_boot: int = N_BOOT, seed: Seed = SEED
+) -> np.ndarray:  # (N,), (N,) -> (B,)
+    """Pearson r x100 on `n_boot` resamples of the pairs: the same resamples as
+    `bootstrap_spearman` with the same seed, so the two intervals of a task are of one sample."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gold = np.asarray(gold, dtype=np.float64)
+    if len(pred) != len(gold):
+        raise ValueError(f"{len(pred)} predictions for {len(gold)} gold scores")
+    out = [
+        100 * _rowwise_pearson(pred[idx], gold[idx])
+        for idx in resample_indices(len(gold), n_boot, seed)
+    ]
+    return np.concatenate(out)
 
 
 def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

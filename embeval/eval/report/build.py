@@ -23,9 +23,11 @@ from scipy.stats import rankdata
 import embeval
 from embeval.eval.data.sts import STS_TASKS
 from embeval.eval.metrics import stats
+from embeval.eval.metrics.diagnostics import DIAGNOSTICS, formatted
 from embeval.eval.report import plots
+from embeval.eval.report.formatting import format_p, num, signed  # noqa: F401  (format_p: API)
 from embeval.eval.report.tables import AVG, Table, group_tables
-from embeval.results.files import ResultsError, RunResult, load_run
+from embeval.results.files import ResultsError, RunResult, load_runs, path_list
 
 log = logging.getLogger(__name__)
 DIST_TASK = "STSBenchmark"  # similarity distributions and worst pairs; else the first task
@@ -77,45 +79,23 @@ class Report:
     seed: int
     runs: list[str] = field(default_factory=list)
     align_plot: str | None = None
+    # (label, what it measures, direction) of each registered diagnostic: the cards' legend
+    diagnostics: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- collect
-def collect(paths: Sequence[str | os.PathLike]) -> tuple[list[tuple[str, RunResult]], list[str]]:
-    """Load results files; return (unique label, run) pairs and notes about renamed runs.
-
-    Two runs with the same name are kept and disambiguated by their file path (a note says so);
-    the same file given twice is refused.
-    """
+def collect(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+) -> tuple[list[tuple[str, RunResult]], list[str]]:
+    """Load results files; return (unique label, run) pairs and notes about renamed runs
+    (`embeval.results.files.load_runs`: a repeated name gets its file path in brackets)."""
+    paths = path_list(paths)
     if not paths:
         raise ReportError(
             "no results files given: pass one or more results JSON files written by "
             "`embeval score` (e.g. reports/runs/*.json)"
         )
-    seen: dict[Path, str] = {}
-    for p in paths:
-        real = Path(p).resolve()
-        if real in seen:
-            raise ReportError(f"results file {p} is given twice (also as {seen[real]})")
-        seen[real] = str(p)
-    runs = [load_run(p) for p in paths]
-    names = [r.name for r in runs]
-    labels, notes = [], []
-    for p, r in zip(paths, runs, strict=True):
-        label = r.name + quantize_mark(r)
-        labels.append(f"{label} [{p}]" if names.count(r.name) > 1 else label)
-    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
-        notes.append(
-            f"{names.count(name)} runs are named {name!r}; they are told apart by their "
-            "results file in brackets (use `embeval score --name` to name runs)"
-        )
-    return list(zip(labels, runs, strict=True)), notes
-
-
-def quantize_mark(run: RunResult) -> str:
-    """' (int8)' for a quantized run: its label says so wherever it appears (tables, cards,
-    plots), so it is never read as the float32 model's figures."""
-    q = (run.meta or {}).get("quantize")
-    return f" ({q})" if q else ""
+    return load_runs(paths)
 
 
 def pick_baseline(labelled: Sequence[tuple[str, RunResult]], name: str | None) -> str | None:
@@ -140,10 +120,6 @@ def pick_baseline(labelled: Sequence[tuple[str, RunResult]], name: str | None) -
 
 
 # ---------------------------------------------------------------- per-run cards
-def _fmt(v, digits=3) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
-
-
 def worst_pairs(p: dict[str, np.ndarray], k: int = N_WORST) -> list[dict]:
     """Pairs with the largest |rank(pred) - rank(gold)| (average ranks, as Spearman uses)."""
     rp, rg = rankdata(p["sim"]), rankdata(p["gold"])
@@ -176,13 +152,7 @@ def run_card(label: str, run: RunResult) -> RunCard:
         ("embeval", str(m.get("embeval_version", "?"))),
         ("results file", str(run.path)),
     ]
-    diag = [
-        ("measured on", str(d.get("source", "—"))),
-        ("alignment", _fmt(d.get("alignment"))),
-        ("uniformity", _fmt(d.get("uniformity"))),
-        ("anisotropy", _fmt(d.get("anisotropy"))),
-        ("effective rank", _fmt(d.get("effective_rank"), 1)),
-    ]
+    diag = [("measured on", str(d.get("source", "—"))), *formatted(d)]  # registry order
     has_sts = any(t in STS_TASKS for t in run.tasks)
     card = RunCard(label, run, facts, diag if d else [], has_sts)
     if not has_sts:  # nothing per pair to show (and no per-pair file to warn about)
@@ -275,9 +245,9 @@ def read_train_log(path: str | os.PathLike) -> TrainLog:
 
 # ---------------------------------------------------------------- build + render
 def build(
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
     baseline: str | None = None,
-    train_logs: Sequence[str | os.PathLike] = (),
+    train_logs: Sequence[str | os.PathLike] | str | os.PathLike = (),
     n_boot: int = stats.N_BOOT,
     seed: int = stats.SEED,
     figures: bool = True,
@@ -292,7 +262,7 @@ def build(
             "runs use different protocols, splits or --limit: they are shown in separate "
             "tables, each compared with its own baseline"
         )
-    logs = [read_train_log(p) for p in train_logs]
+    logs = [read_train_log(p) for p in path_list(train_logs)]
     link_logs(logs, labelled)
     for lg in logs:
         if lg.trajectory is None:
@@ -316,6 +286,7 @@ def build(
         n_boot=n_boot,
         seed=seed,
         runs=[lab for lab, _ in labelled],
+        diagnostics=[(u.label, u.summary, u.direction) for _, u in DIAGNOSTICS.items()],
     )
     if figures:
         report.cards = [run_card(lab, run) for lab, run in labelled]
@@ -347,16 +318,10 @@ def render_html(report: Report) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = lambda v, d=2: "—" if v is None else f"{v:.{d}f}"
-    env.filters["signed"] = lambda v, d=2: "" if v is None else f"{v:+.{d}f}"
+    env.filters["num"] = num
+    env.filters["signed"] = signed
     env.filters["pval"] = format_p
     return env.get_template("report.html.j2").render(r=report, AVG=AVG)
-
-
-def format_p(p: float | None) -> str:
-    if p is None or not np.isfinite(p):
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def write(text: str, out: str | os.PathLike) -> Path:

@@ -105,10 +105,10 @@ def task_result(run: RunResult, task: str) -> dict:
     }
 
 
-def model_meta(run: RunResult, out_dir: Path) -> dict:
+def model_meta(run: RunResult, out_dir: str | os.PathLike) -> dict:
     """mteb's ModelMeta as `ModelMeta.to_dict()` writes it, named after `out_dir`
     (``.../<org>__<model>/<revision>``): what its results loader needs beside the task files."""
-    folder = out_dir.resolve()
+    folder = Path(out_dir).resolve()
     max_length = run.meta.get("max_length")
     return {
         "loader_kwargs": {},

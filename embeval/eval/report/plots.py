@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from embeval.eval.metrics.diagnostics import DIAGNOSTICS  # noqa: E402
+
 # Deterministic SVG ids and no timestamp: the same runs give byte-identical pages.
 matplotlib.rcParams.update({"svg.hashsalt": "embeval", "svg.fonttype": "path"})
 GOLD_BUCKETS = ("0–1", "1–2", "2–3", "3–4", "4–5")
@@ -74,8 +76,9 @@ def alignment_uniformity(
     for tr in trajectories:  # after the limits: closeness is judged on the drawn scale
         for text, xy in step_labels(tr, ax.get_xlim(), ax.get_ylim()):
             ax.annotate(text, xy, xytext=(4, 4), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("uniformity (lower is better)")
-    ax.set_ylabel("alignment (lower is better)")
+    for axis, name in ((ax.set_xlabel, "uniformity"), (ax.set_ylabel, "alignment")):
+        unit = DIAGNOSTICS.get(name)
+        axis(f"{unit.label} ({unit.direction})")
     ax.set_title("Alignment–uniformity (SimCSE Fig. 2)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embeval.eval.metrics import stats
-from embeval.eval.report.build import format_p
+from embeval.eval.report.formatting import format_p
 from embeval.eval.report.tables import same_pairs
 from embeval.results.files import ResultsError, RunResult
 

@@ -29,12 +29,12 @@ from embeval.eval.data.sts import (
 )
 from embeval.eval.encoders.transformer import Encoder
 from embeval.eval.metrics import similarity as metrics
+from embeval.eval.metrics.diagnostics import measure as measure_diagnostics
 from embeval.eval.scoring import transfer
 from embeval.results.files import RunResult
 
 log = logging.getLogger(__name__)
 DIAGNOSTIC_TASK = "STSBenchmark"
-ALIGNMENT_GOLD_MIN = 4.0  # SimCSE: positive pairs are STS-B pairs with gold score > 4
 
 
 TASK_GROUPS = {"sts": STS_TASKS, "transfer": transfer.TRANSFER_TASKS}
@@ -210,20 +210,5 @@ def _diagnostic_data(data: dict[str, STSData]) -> STSData | None:
 
 
 def _diagnostics(d: STSData, vectors) -> dict:
-    """Alignment and uniformity as SimCSE measures them, plus anisotropy and effective rank."""
-    pos = d.gold > ALIGNMENT_GOLD_MIN
-    unique = list(dict.fromkeys([*d.s1, *d.s2]))
-    x = vectors(unique)
-    out = {
-        "source": f"{d.task}/{d.split}",
-        "n_sentences": len(unique),
-        "n_positive_pairs": int(pos.sum()),
-    }
-    if pos.any():
-        s1 = [s for s, p in zip(d.s1, pos, strict=True) if p]
-        s2 = [s for s, p in zip(d.s2, pos, strict=True) if p]
-        out["alignment"] = metrics.alignment(vectors(s1), vectors(s2))
-    out["uniformity"] = metrics.uniformity(x)
-    out["anisotropy"] = metrics.anisotropy(x)
-    out["effective_rank"] = metrics.effective_rank(x)
-    return out
+    """Every registered diagnostic (`embeval.eval.metrics.diagnostics`) on these pairs."""
+    return measure_diagnostics(d.s1, d.s2, d.gold, vectors, source=f"{d.task}/{d.split}")

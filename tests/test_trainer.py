@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
+from embeval.core.batches import contrastive_loss
 from embeval.core.model import load_model, random_tiny
 from embeval.core.train_data import read_training_file
-from embeval.core.batches import contrastive_loss
 from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
 
@@ -331,6 +331,38 @@ def test_resume_reads_a_state_saved_before_the_normalize_field(tmp_path):
     with pytest.raises(TrainingError, match="normalize: False -> True"):
         make_trainer(tmp_path, steps=2, normalize=True).train(resume=True)
     assert make_trainer(tmp_path, steps=2).train(resume=True).step == 2  # accepted, done
+
+
+def test_resume_reads_a_state_saved_before_loss_args(tmp_path):
+    """Before loss_args, view and negatives existed, a state's config held focal_m,
+    hard_negative_weight and uniformity_weight, whichever the loss, and each loss took those it
+    has. Such a state (its config rewritten to the old fields, as the old TrainConfig saved
+    them) resumes as loss_args {"m": focal_m} for focal-infonce, the view by the data and no
+    providers; a run asking for another m is refused, naming the resolved arguments."""
+    stop = make_trainer(tmp_path, steps=4, loss="focal-infonce", loss_args={"m": 0.2})
+
+    def interrupt(trainer, step):
+        if step == 3:  # saved at the evaluation of step 3
+            raise KeyboardInterrupt
+
+    stop.on_step_end.append(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        stop.train()
+    state_file = tmp_path / "out" / "last" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    config = state["config"]
+    assert (config["loss_args"], config["view"], config["negatives"]) == ({"m": 0.2}, "dropout", [])
+    for key in ("loss_args", "view", "negatives"):
+        del config[key]
+    config.update(focal_m=0.2, hard_negative_weight=0.0, uniformity_weight=1.0)
+    torch.save(state, state_file)
+    with pytest.raises(TrainingError, match=r"loss_args: \{'m': 0.2\} -> \{'m': 0.3\}"):
+        make_trainer(tmp_path, steps=4, loss="focal-infonce").train(resume=True)
+    with pytest.raises(TrainingError, match="loss: 'focal-infonce' -> 'infonce'"):
+        make_trainer(tmp_path, steps=4).train(resume=True)
+    resumed = make_trainer(tmp_path, steps=4, loss="focal-infonce", loss_args={"m": "0.2"})
+    assert resumed.train(resume=True).step == 4
+    assert [r["step"] for r in read_log(tmp_path / "out")] == [1, 2, 3, 4]  # no evaluate: no step 0
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, register_loss):
@@ -720,8 +752,8 @@ def test_core_does_not_import_the_evaluation_layer():
 def test_a_last_batch_of_one_without_a_negative_is_dropped():
     """N mod B == 1 left a 1x1 similarity matrix at each epoch's end (loss 0, but AdamW's momentum
     still moved the weights); a triplet's hard_neg is a negative, so its lone row is kept."""
-    from embeval.core.train_data import TrainData
     from embeval.core.batches import steps_per_epoch
+    from embeval.core.train_data import TrainData
 
     def data(cols, n):
         return TrainData("f", cols, [("s",) * len(cols)] * n)

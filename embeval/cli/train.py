@@ -94,25 +94,16 @@ def key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-# The loss flags kept from before --loss-arg: flag -> config field it set (TrainConfig's
-# LOSS_FIELDS maps the field to the loss argument).
-LOSS_FLAGS = {
-    "--focal-m": "focal_m",
-    "--hard-negative-weight": "hard_negative_weight",
-    "--uniformity-weight": "uniformity_weight",
-}
-
-
 def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
-    """--loss-arg's KEY=VALUE pairs plus the flags among LOSS_FLAGS that were given (`flags`:
-    field -> value or None), each as the loss argument it sets (--focal-m F is m=F). A flag for
-    an argument the loss does not take, or one --loss-arg also sets, is refused."""
+    """--loss-arg's KEY=VALUE pairs plus the loss flags kept from before it that were given
+    (`flags`: config field -> value or None; --focal-m F sets m=F, as LOSS_FIELDS maps them). A
+    flag for an argument the loss does not take, or one --loss-arg also sets, is refused."""
     from embeval.core.losses import accepted_arguments, get_loss, loss_parameters
     from embeval.core.train_config import LOSS_FIELDS
 
     args = dict(loss_args)
-    for flag, name in LOSS_FLAGS.items():
-        value, arg = flags.get(name), LOSS_FIELDS[name]
+    for name, arg in LOSS_FIELDS.items():
+        value, flag = flags.get(name), "--" + name.replace("_", "-")
         if value is None:
             continue
         fn = get_loss(loss)
@@ -304,6 +295,7 @@ def train(
     """
     from embeval.core import distributed as dist
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
+    from embeval.core.train_config import LOSS_FIELDS
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
     trainer = None
@@ -319,7 +311,7 @@ def train(
         fields["pooler"], fields["eval_pooler"] = simcse_poolers(
             declared, fields["pooler"], fields["eval_pooler"]
         )
-        flags = {name: fields.pop(name) for name in LOSS_FLAGS.values()}
+        flags = {name: fields.pop(name) for name in LOSS_FIELDS}  # --focal-m ...
         fields["loss_args"] = loss_args_with_flags(fields["loss"], fields["loss_args"], flags)
         fields["negatives"] = list(fields["negatives"])
         cfg = TrainConfig(

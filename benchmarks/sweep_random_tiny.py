@@ -45,7 +45,7 @@ SETTINGS = {  # name -> (training file, TrainConfig overrides)
     "wiki avg focal tau .2 lr 3e-3": ("wiki", {**AVG, "lr": 3e-3, "temperature": 0.2, **FOCAL}),
     "wiki avg focal tau .1 lr 3e-3 m .1": (
         "wiki",
-        {**AVG, "lr": 3e-3, "temperature": 0.1, "focal_m": 0.1, **FOCAL},
+        {**AVG, "lr": 3e-3, "temperature": 0.1, "loss_args": {"m": 0.1}, **FOCAL},
     ),
     "wiki avg focal tau .1 lr 1e-3": ("wiki", {**AVG, "lr": 1e-3, "temperature": 0.1, **FOCAL}),
     "wiki avg focal tau .05 lr 3e-3": ("wiki", {**AVG, "lr": 3e-3, **FOCAL}),
@@ -104,7 +104,7 @@ SETTINGS = {  # name -> (training file, TrainConfig overrides)
     ),
     "wiki avg focal negative factor only m 0 b256": (
         "wiki",
-        {**LATER, "batch_size": 256, "loss": "focal-negatives-only", "focal_m": 0.0},
+        {**LATER, "batch_size": 256, "loss": "focal-negatives-only", "loss_args": {"m": 0.0}},
     ),
     # Controls added later (batch 256): SimCSE's MLP over [CLS] in training at the later rows'
     # tau and lr; the random word vectors frozen (only the layers learn); the training file without
@@ -256,9 +256,9 @@ def main() -> None:
     args = ap.parse_args()
     from embeval.core.losses import LOSSES
 
-    LOSSES.update(  # the ablation rows' losses, for this process only
-        {"focal-positive-only": focal_positive_only, "focal-negatives-only": focal_negatives_only}
-    )
+    # the ablation rows' losses, for this process only
+    LOSSES.add("focal-positive-only", focal_positive_only)
+    LOSSES.add("focal-negatives-only", focal_negatives_only)
     print(idf_bag_of_words(Path(args.data)), flush=True)
     steps = f"{args.steps} steps unless the row sets its own"
     print(f"random-tiny, STS-B dev Spearman by step; {steps}, device {args.device}")

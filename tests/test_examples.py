@@ -47,7 +47,7 @@ def test_paper_recipe_script_runs(nproc, shared_data, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
     cfg = json.loads((out / "train_config.json").read_text())
-    assert (cfg["loss"], cfg["focal_m"], cfg["temperature"]) == ("focal-infonce", 0.3, 0.05)
+    assert (cfg["loss"], cfg["loss_args"]["m"], cfg["temperature"]) == ("focal-infonce", 0.3, 0.05)
     assert (cfg["lr"], cfg["max_length"], cfg["pooler"]) == (3e-5, 32, "cls")
     assert cfg["world_size"] == nproc and cfg["batch_size"] * nproc == 64
     run = json.loads((tmp_path / "reports" / "runs" / "recipe-test.json").read_text())

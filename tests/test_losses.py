@@ -136,8 +136,10 @@ def test_registry_and_did_you_mean():
         losses.get_loss("focal_infonce")
     with pytest.raises(ValueError, match="expected one of"):
         losses.get_loss("zzz")
-    hp = losses.loss_hparams(losses.focal_infonce, {"m": 0.2, "lam": 3, "hard_negative_weight": 1})
+    hp = losses.loss_arguments("focal-infonce", {"m": 0.2})
     assert hp == {"m": 0.2}
+    with pytest.raises(ValueError, match=r"focal-infonce has no argument 'lam'; it accepts: m"):
+        losses.loss_arguments("focal-infonce", {"m": 0.2, "lam": 3})
 
 
 def test_bad_shape():

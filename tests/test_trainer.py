@@ -14,15 +14,10 @@ from click.testing import CliRunner
 from train_helpers import WORDS, read_log, write_sentences
 
 from embeval.core import losses
+from embeval.core.batches import contrastive_loss
 from embeval.core.model import load_model, random_tiny
 from embeval.core.train_data import read_training_file
-from embeval.core.trainer import (
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    contrastive_loss,
-    simcse_poolers,
-)
+from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
 
 def tiny(seed=0):
@@ -40,6 +35,20 @@ def make_trainer(tmp_path, data=None, evaluate=None, seed=0, **kw):
     return Trainer(
         backbone, tok, data, cfg(**kw), tmp_path / "out", evaluate=evaluate, progress=False
     )
+
+
+@pytest.fixture
+def register_loss():
+    """register_loss(name, fn) adds a toy loss to LOSSES for one test."""
+    added = []
+
+    def add(name, fn):
+        losses.LOSSES.add(name, fn)
+        added.append(name)
+
+    yield add
+    for name in added:
+        losses.LOSSES.remove(name)
 
 
 def embed(model, tok, texts):
@@ -324,7 +333,39 @@ def test_resume_reads_a_state_saved_before_the_normalize_field(tmp_path):
     assert make_trainer(tmp_path, steps=2).train(resume=True).step == 2  # accepted, done
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_resume_reads_a_state_saved_before_loss_args(tmp_path):
+    """Before loss_args, view and negatives existed, a state's config held focal_m,
+    hard_negative_weight and uniformity_weight, whichever the loss, and each loss took those it
+    has. Such a state (its config rewritten to the old fields, as the old TrainConfig saved
+    them) resumes as loss_args {"m": focal_m} for focal-infonce, the view by the data and no
+    providers; a run asking for another m is refused, naming the resolved arguments."""
+    stop = make_trainer(tmp_path, steps=4, loss="focal-infonce", loss_args={"m": 0.2})
+
+    def interrupt(trainer, step):
+        if step == 3:  # saved at the evaluation of step 3
+            raise KeyboardInterrupt
+
+    stop.on_step_end.append(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        stop.train()
+    state_file = tmp_path / "out" / "last" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    config = state["config"]
+    assert (config["loss_args"], config["view"], config["negatives"]) == ({"m": 0.2}, "dropout", [])
+    for key in ("loss_args", "view", "negatives"):
+        del config[key]
+    config.update(focal_m=0.2, hard_negative_weight=0.0, uniformity_weight=1.0)
+    torch.save(state, state_file)
+    with pytest.raises(TrainingError, match=r"loss_args: \{'m': 0.2\} -> \{'m': 0.3\}"):
+        make_trainer(tmp_path, steps=4, loss="focal-infonce").train(resume=True)
+    with pytest.raises(TrainingError, match="loss: 'focal-infonce' -> 'infonce'"):
+        make_trainer(tmp_path, steps=4).train(resume=True)
+    resumed = make_trainer(tmp_path, steps=4, loss="focal-infonce", loss_args={"m": "0.2"})
+    assert resumed.train(resume=True).step == 4
+    assert [r["step"] for r in read_log(tmp_path / "out")] == [1, 2, 3, 4]  # no evaluate: no step 0
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, register_loss):
     calls = {"n": 0}
 
     def nan_at_5(sim, temperature):
@@ -332,7 +373,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         loss = losses.infonce(sim, temperature)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setitem(losses.LOSSES, "nan-at-5", nan_at_5)
+    register_loss("nan-at-5", nan_at_5)
     tr = make_trainer(tmp_path, loss="nan-at-5", steps=8)
     with pytest.raises(TrainingError, match=r"loss became nan at step 5.*last \(step 3\)"):
         tr.train()
@@ -356,7 +397,7 @@ def test_a_full_disk_stops_with_the_folder_named_and_the_previous_checkpoints_in
 
     import transformers.modeling_utils as hf_modeling
 
-    import embeval.core.trainer as trainer_module
+    import embeval.core.train_state as state_module
 
     scores = iter([1.0, 2.0, 3.0] if which == "best" else [3.0, 2.0, 1.0])
     tr = make_trainer(tmp_path, evaluate=lambda model: {"stsb_dev": next(scores)}, steps=6)
@@ -366,7 +407,7 @@ def test_a_full_disk_stops_with_the_folder_named_and_the_previous_checkpoints_in
         Path(filename).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
 
-    class FullTorch:  # the trainer's torch module, whose save fails on a full disk
+    class FullTorch:  # train_state's torch module, whose save fails on a full disk
         def __getattr__(self, name):
             return getattr(torch, name)
 
@@ -380,7 +421,7 @@ def test_a_full_disk_stops_with_the_folder_named_and_the_previous_checkpoints_in
             if which == "best":
                 monkeypatch.setattr(hf_modeling, "safe_save_file", full_safetensors)
             else:
-                monkeypatch.setattr(trainer_module, "torch", FullTorch())
+                monkeypatch.setattr(state_module, "torch", FullTorch())
 
     tr.on_step_end.append(fill_the_disk)
     where = rf"could not save the step-6 checkpoint to {out / which} \(.*"
@@ -421,7 +462,7 @@ def test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_
     z1, z2 = fixed_views()
     sim = F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T  # (6, 6) cosines
     got = contrastive_loss(
-        torch.stack([z1, z2]), cfg(loss="focal-infonce", temperature=0.1, focal_m=0.2)
+        torch.stack([z1, z2]), cfg(loss="focal-infonce", temperature=0.1, loss_args={"m": 0.2})
     )
     want = losses.focal_infonce(sim, 0.1, m=0.2)
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
@@ -447,7 +488,12 @@ def test_the_trainer_computes_its_loss_with_contrastive_loss(tmp_path):
     """End to end: with dropout 0 both views of a sentence are the model's embedding z, so the
     Trainer's loss on a batch is focal_infonce(normalize(z) @ normalize(z).T, 0.1, m=0.2)."""
     tr = make_trainer(
-        tmp_path, loss="focal-infonce", temperature=0.1, focal_m=0.2, dropout=0.0, pooler="avg"
+        tmp_path,
+        loss="focal-infonce",
+        temperature=0.1,
+        loss_args={"m": 0.2},
+        dropout=0.0,
+        pooler="avg",
     )
     examples = tr.batch_examples(0)
     tr.model.train()
@@ -459,20 +505,33 @@ def test_the_trainer_computes_its_loss_with_contrastive_loss(tmp_path):
     assert abs(losses.focal_infonce(z @ z.T, 0.1).item() - want.item()) > 1e-3
 
 
-def test_focal_m_defaults_are_the_paper_s():
-    """Focal-InfoNCE's m is 0.3 (PROTOCOL.md, from the authors' code), as the loss's default,
-    TrainConfig's and `embeval train --focal-m`'s; tau 0.05 likewise (SimCSE and the authors)."""
+def test_focal_m_defaults_are_the_paper_s(tmp_path):
+    """Focal-InfoNCE's m is 0.3 (PROTOCOL.md, from the authors' code), as the loss's default and
+    as the m a run records when neither --loss-arg m nor --focal-m is given (the flag's own
+    default is None: it sets m only when given, then to its value); tau 0.05 likewise (SimCSE
+    and the authors)."""
     import inspect
 
+    from embeval.cli import main
     from embeval.cli.train import train
 
     params = inspect.signature(losses.focal_infonce).parameters
     assert params["m"].default == 0.3 and params["temperature"].default == 0.05
-    assert TrainConfig().focal_m == params["m"].default
+    resolved = TrainConfig(loss="focal-infonce").resolved(("sent0",))
+    assert resolved.loss_args == {"m": params["m"].default}
     assert TrainConfig().temperature == params["temperature"].default
     flags = {p.name: p.default for p in train.params}
-    assert flags["focal_m"] == TrainConfig().focal_m
+    assert flags["focal_m"] is None
     assert flags["temperature"] == TrainConfig().temperature
+    data = write_sentences(tmp_path / "train.txt", n=8)
+    for extra, m in (((), 0.3), (("--focal-m", "0.2"), 0.2), (("--loss-arg", "m=0.25"), 0.25)):
+        out = tmp_path / f"run{m}"
+        args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(out)]
+        args += ["--loss", "focal-infonce", "--steps", "0", "--batch-size", "4", "--no-eval"]
+        res = CliRunner().invoke(main, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        saved = json.loads((out / "train_config.json").read_text())
+        assert saved["loss_args"] == {"m": m} and saved["temperature"] == 0.05
 
 
 def test_bad_training_files(tmp_path):
@@ -519,7 +578,7 @@ def test_batch_larger_than_data(tmp_path):
     assert "--batch-size 1" not in str(err.value)
 
 
-def test_batch_size_one_is_refused_when_it_leaves_no_negative(tmp_path, monkeypatch):
+def test_batch_size_one_is_refused_when_it_leaves_no_negative(tmp_path, register_loss):
     """At batch size 1 an unsupervised or (sent0, sent1) batch is a 1x1 similarity matrix:
     InfoNCE of a single logit is 0 and nothing is learned. A hard_neg column is a negative of
     its own, so supervised triplets train at batch 1, except under align-uniform, which reads
@@ -530,7 +589,7 @@ def test_batch_size_one_is_refused_when_it_leaves_no_negative(tmp_path, monkeypa
         seen.append((tuple(sim.shape), losses.infonce(sim, temperature).item()))
         return losses.infonce(sim, temperature)
 
-    monkeypatch.setitem(losses.LOSSES, "spy", spy)
+    register_loss("spy", spy)
     pairs, triplets = tmp_path / "pairs.csv", tmp_path / "nli.csv"
     pairs.write_text("sent0,sent1\n" + "".join(f"a {w},the {w}\n" for w in WORDS))
     rows = "".join(f"a {w},the {w},no {w}\n" for w in WORDS)
@@ -558,14 +617,14 @@ def test_long_lines_are_truncated_and_counted(tmp_path):
     assert [r["truncated"] for r in read_log(tmp_path / "out")][-1] == 9
 
 
-def test_supervised_csv_gives_hard_negative_columns(tmp_path, monkeypatch):
+def test_supervised_csv_gives_hard_negative_columns(tmp_path, register_loss):
     shapes = []
 
     def spy(sim, temperature, hard_negative_weight=0.0):
         shapes.append(tuple(sim.shape))
         return losses.sup_simcse(sim, temperature, hard_negative_weight)
 
-    monkeypatch.setitem(losses.LOSSES, "spy", spy)
+    register_loss("spy", spy)
     rows = [f"the {w} sleeps,a {w} rests,no {w} runs" for w in WORDS]
     csv_path = tmp_path / "nli.csv"
     csv_path.write_text("sent0,sent1,hard_neg\n" + "\n".join(rows) + "\n")
@@ -693,8 +752,8 @@ def test_core_does_not_import_the_evaluation_layer():
 def test_a_last_batch_of_one_without_a_negative_is_dropped():
     """N mod B == 1 left a 1x1 similarity matrix at each epoch's end (loss 0, but AdamW's momentum
     still moved the weights); a triplet's hard_neg is a negative, so its lone row is kept."""
+    from embeval.core.batches import steps_per_epoch
     from embeval.core.train_data import TrainData
-    from embeval.core.trainer import steps_per_epoch
 
     def data(cols, n):
         return TrainData("f", cols, [("s",) * len(cols)] * n)

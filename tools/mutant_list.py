@@ -22,7 +22,7 @@ class Mutant:
     marks: str | None = None  # a pytest -m expression, for mutants only slow tests can catch
 
 
-TRAINER = "embeval/core/trainer.py"
+BATCHES = "embeval/core/batches.py"
 LOSSES = "embeval/core/losses.py"
 METRICS = "embeval/eval/metrics/similarity.py"
 DIAGNOSTICS = "embeval/eval/metrics/diagnostics.py"
@@ -37,21 +37,21 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ issue 14's 13 survivors
     Mutant(
         "issue14-01-trainer-focal-m-name",
-        TRAINER,
-        '"m": cfg.focal_m,',
-        '"focal_m": cfg.focal_m,',
+        LOSSES,  # the loss's arguments: the config's over the signature's defaults
+        "resolved = {**defaults, **converted}",
+        "resolved = {**converted, **defaults}",
         (
             "tests/test_trainer.py::test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_and_m",
             "tests/test_trainer.py::test_contrastive_loss_uses_the_config_s_temperature_and_normalises",
             "tests/test_trainer.py::test_focal_m_defaults_are_the_paper_s",
         ),
-        "--focal-m silently dropped: every run trains with the loss's default m",
+        "--focal-m / --loss-arg m silently dropped: every run trains with the loss's default m",
     ),
     Mutant(
         "issue14-02-trainer-ignores-temp",
-        TRAINER,
-        "return fn(sim, cfg.temperature, **loss_kwargs(fn, cfg))",
-        "return fn(sim, 0.05, **loss_kwargs(fn, cfg))",
+        BATCHES,
+        "return fn(sim, cfg.temperature, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))",
+        "return fn(sim, 0.05, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))",
         (
             "tests/test_trainer.py::test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_and_m",
             "tests/test_trainer.py::test_contrastive_loss_uses_the_config_s_temperature_and_normalises",
@@ -61,7 +61,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "issue14-03-trainer-no-l2-normalise",
-        TRAINER,
+        BATCHES,
         "emb = F.normalize(emb.float(), dim=-1)  # cosine in float32",
         "emb = emb.float()",
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 from pathlib import Path
 
@@ -59,6 +60,67 @@ def interrupted_text(trainer, out, resume: bool) -> str:
     )
 
 
+class UnitOption(click.Option):
+    """An option naming a registered unit (a loss, a view builder, ...): its help lists the
+    registry's units (name: first docstring line), read when the help is shown, so that
+    `embeval` itself starts without importing torch (the losses need it)."""
+
+    def __init__(self, *args, registry: str, **kwargs):
+        self.registry, self.intro = registry, kwargs.get("help", "")  # "module:ATTRIBUTE"
+        super().__init__(*args, **kwargs)
+
+    def get_help_record(self, ctx):
+        module, _, attr = self.registry.partition(":")
+        reg = getattr(importlib.import_module(module), attr)
+        self.help = (
+            f"{self.intro} Built in: {reg.help() or 'none'}. Or your own: package.module:name, "
+            f"or an installed package's entry point in the group {reg.group}."
+        )
+        return super().get_help_record(ctx)
+
+
+def key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    """Repeated KEY=VALUE options as a dict; the values stay text until the unit's signature
+    says their type."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. m=0.2")
+        if key in out:
+            raise click.BadParameter(f"{key} is given twice ({key}={out[key]}, {item})")
+        out[key] = value
+    return out
+
+
+def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
+    """--loss-arg's KEY=VALUE pairs plus the loss flags kept from before it that were given
+    (`flags`: config field -> value or None; --focal-m F sets m=F, as LOSS_FIELDS maps them). A
+    flag for an argument the loss does not take, or one --loss-arg also sets, is refused."""
+    from embeval.core.losses import accepted_arguments, get_loss, loss_parameters
+    from embeval.core.train_config import LOSS_FIELDS
+
+    args = dict(loss_args)
+    for name, arg in LOSS_FIELDS.items():
+        value, flag = flags.get(name), "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        fn = get_loss(loss)
+        if arg not in loss_parameters(fn):
+            raise click.BadParameter(
+                f"sets the loss argument {arg!r}, which loss {loss!r} does not take (its "
+                f"arguments: {accepted_arguments(fn)})",
+                param_hint=flag,
+            )
+        if arg in args:
+            raise click.BadParameter(
+                f"sets {arg}, as --loss-arg {arg}={args[arg]} does: give one", param_hint=flag
+            )
+        args[arg] = value
+    return args
+
+
 @main.command()
 @click.option(
     "--model",
@@ -83,9 +145,36 @@ def interrupted_text(trainer, out, resume: bool) -> str:
 )
 @click.option(
     "--loss",
+    cls=UnitOption,
+    registry="embeval.core.losses:LOSSES",
     default="infonce",
     show_default=True,
-    help="infonce, focal-infonce, sup-simcse or align-uniform.",
+    help="Loss over the batch's cosine similarity matrix.",
+)
+@click.option(
+    "--loss-arg",
+    "loss_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="An argument of the loss (repeatable), e.g. m=0.2 for focal-infonce: a keyword "
+    "parameter of the loss function, the value converted to its default's type. Unknown keys "
+    "are refused. train_config.json records every argument the loss ran with.",
+)
+@click.option(
+    "--view",
+    cls=UnitOption,
+    registry="embeval.core.views:VIEWS",
+    help="How examples become views (anchors, positives, hard negatives). Default: by --data, "
+    "dropout for one sentence per line, pairs for a CSV.",
+)
+@click.option(
+    "--negatives",
+    cls=UnitOption,
+    registry="embeval.core.negatives:NEGATIVES",
+    multiple=True,
+    help="An extra-negative provider adding columns to the similarity matrix (repeatable). "
+    "ESimCSE's queue or a teacher would be one.",
 )
 @click.option(
     "--steps",
@@ -106,17 +195,19 @@ def interrupted_text(trainer, out, resume: bool) -> str:
 @click.option("--lr", default=3e-5, show_default=True, type=float)
 @click.option("--temp", "temperature", default=0.05, show_default=True, type=float)
 @click.option(
-    "--focal-m", default=0.3, show_default=True, type=float, help="Focal-InfoNCE hardness m."
+    "--focal-m", default=None, type=float, help="focal-infonce's hardness m: --loss-arg m=F."
 )
 @click.option(
     "--hard-negative-weight",
-    default=0.0,
-    show_default=True,
+    default=None,
     type=float,
-    help="sup-simcse: log(alpha).",
+    help="sup-simcse's log(alpha): --loss-arg hard_negative_weight=F.",
 )
 @click.option(
-    "--uniformity-weight", default=1.0, show_default=True, type=float, help="align-uniform: lambda."
+    "--uniformity-weight",
+    default=None,
+    type=float,
+    help="align-uniform's lambda: --loss-arg lam=F.",
 )
 @click.option("--max-length", default=32, show_default=True, type=click.IntRange(1))
 @click.option(
@@ -204,6 +295,7 @@ def train(
     """
     from embeval.core import distributed as dist
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
+    from embeval.core.train_config import LOSS_FIELDS
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
 
     trainer = None
@@ -219,6 +311,9 @@ def train(
         fields["pooler"], fields["eval_pooler"] = simcse_poolers(
             declared, fields["pooler"], fields["eval_pooler"]
         )
+        flags = {name: fields.pop(name) for name in LOSS_FIELDS}  # --focal-m ...
+        fields["loss_args"] = loss_args_with_flags(fields["loss"], fields["loss_args"], flags)
+        fields["negatives"] = list(fields["negatives"])
         cfg = TrainConfig(
             **fields, normalize=bool(normalize), reinit_pooler=not keep_pooler, amp=not no_amp
         )

@@ -1,21 +1,46 @@
-"""Contrastive losses as pure functions over a similarity matrix.
+"""Contrastive losses as pure functions over a similarity matrix, one `LOSSES` entry each.
 
 Every loss has the signature ``loss(sim, temperature, **hparams) -> Tensor[]`` where ``sim`` is
 the (B, B+k) matrix of *cosine* similarities between B anchors and B+k candidates: column i is
 anchor i's positive (the diagonal), the other first-B columns are in-batch negatives and the k
-extra columns are hard negatives (supervised SimCSE: k = B, column B+i is anchor i's own).
-A new objective is one function and one `LOSSES` entry; the training loop never changes.
+extra columns are hard negatives (supervised SimCSE: k = B, column B+i is anchor i's own) or
+the columns of extra-negative providers (`embeval.core.negatives`). A new objective is one
+function and one `@LOSSES.register` line; the training loop never changes. A user's own loss is
+``--loss package.module:function`` or an installed package's entry point in the group
+``embeval.losses``; its hyper-parameters are its keyword arguments (``--loss-arg KEY=VALUE``).
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from embeval.registry import Registry, UnknownUnit
+
+Loss = Callable[..., torch.Tensor]
+
+
+def _check_loss(label: str, fn) -> None:
+    """A user's loss must be callable as loss(sim, temperature, **hparams)."""
+    if not callable(fn):
+        raise UnknownUnit(f"loss {label}: expected a function loss(sim, temperature, **hparams)")
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:  # some builtins have no signature
+        raise UnknownUnit(f"loss {label}: cannot read its signature ({exc})") from exc
+    names = tuple(p.name for p in params[:2])
+    if names != ("sim", "temperature"):
+        raise UnknownUnit(
+            f"loss {label}: its first two parameters must be (sim, temperature), got "
+            f"({', '.join(names)})"
+        )
+
+
+LOSSES: Registry[Loss] = Registry("loss", plural="losses", check=_check_loss)
 
 
 def _check(sim: torch.Tensor) -> int:
@@ -44,6 +69,7 @@ def modulated_infonce(
     return F.cross_entropy(logits, torch.arange(b, device=sim.device))
 
 
+@LOSSES.register("infonce")
 def infonce(sim: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
     """InfoNCE, the unsupervised SimCSE loss (Gao, Yao & Chen, EMNLP 2021).
 
@@ -54,6 +80,7 @@ def infonce(sim: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
     return F.cross_entropy(sim / temperature, torch.arange(b, device=sim.device))
 
 
+@LOSSES.register("focal-infonce")
 def focal_infonce(sim: torch.Tensor, temperature: float = 0.05, m: float = 0.3) -> torch.Tensor:
     """Focal-InfoNCE (Hou & Li, Findings of EMNLP 2023), as the authors' code computes it.
 
@@ -66,13 +93,16 @@ def focal_infonce(sim: torch.Tensor, temperature: float = 0.05, m: float = 0.3) 
     return modulated_infonce(sim, temperature, pos_weight=sim.diagonal(), neg_weight=sim + m)
 
 
+@LOSSES.register("sup-simcse")
 def sup_simcse(
     sim: torch.Tensor, temperature: float = 0.05, hard_negative_weight: float = 0.0
 ) -> torch.Tensor:
-    """Supervised SimCSE (Gao et al. 2021): InfoNCE over (B, 2B) with NLI contradictions as
-    hard-negative columns. ``hard_negative_weight`` = log(alpha) is added to anchor i's own
-    hard-negative logit (column B + i) after the division by tau, as SimCSE does; 0 (alpha = 1)
-    was best in the paper. Without extra columns (k = 0) this is plain InfoNCE.
+    """Supervised SimCSE (Gao, Yao & Chen, EMNLP 2021): InfoNCE with hard-negative columns.
+
+    InfoNCE over (B, 2B) with NLI contradictions as hard-negative columns.
+    ``hard_negative_weight`` = log(alpha) is added to anchor i's own hard-negative logit
+    (column B + i) after the division by tau, as SimCSE does; 0 (alpha = 1) was best in the
+    paper. Without extra columns (k = 0) this is plain InfoNCE.
     """
     b = _check(sim)
     k = sim.shape[1] - b
@@ -86,6 +116,7 @@ def sup_simcse(
     return F.cross_entropy(logits, torch.arange(b, device=sim.device))
 
 
+@LOSSES.register("align-uniform")
 def align_uniform(sim: torch.Tensor, temperature: float = 0.05, lam: float = 1.0) -> torch.Tensor:
     """Alignment + lam * uniformity (Wang & Isola, ICML 2020), alpha = 2, t = 2.
 
@@ -105,24 +136,88 @@ def align_uniform(sim: torch.Tensor, temperature: float = 0.05, lam: float = 1.0
     return alignment + lam * uniformity
 
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "infonce": infonce,
-    "focal-infonce": focal_infonce,
-    "sup-simcse": sup_simcse,
-    "align-uniform": align_uniform,
-}
+align_uniform.in_batch_only = True  # reads the first B columns only: hard negatives add nothing
 
 
-def get_loss(name: str) -> Callable[..., torch.Tensor]:
-    """The loss registered as `name`; an unknown name fails with a suggestion."""
-    if name in LOSSES:
-        return LOSSES[name]
-    close = difflib.get_close_matches(name, LOSSES, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"unknown loss {name!r}; {hint}expected one of {', '.join(LOSSES)}")
+def in_batch_only(fn: Loss) -> bool:
+    """Whether the loss reads only the in-batch columns (the first B), so that hard-negative
+    and extra columns give an anchor no negative (set ``fn.in_batch_only = True``)."""
+    return bool(getattr(fn, "in_batch_only", False))
 
 
-def loss_hparams(fn: Callable[..., torch.Tensor], candidates: dict) -> dict:
-    """The subset of `candidates` that `fn` accepts as keyword hyper-parameters."""
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in candidates.items() if k in params and k not in ("sim", "temperature")}
+def get_loss(name: str) -> Loss:
+    """The loss `name` resolves to: registered, package.module:function or an entry point;
+    an unknown name fails with a suggestion (UnknownUnit, a ValueError)."""
+    return LOSSES.get(name)
+
+
+def loss_parameters(fn: Loss) -> dict[str, inspect.Parameter]:
+    """The loss's hyper-parameters: its parameters after (sim, temperature), by name."""
+    params = list(inspect.signature(fn).parameters.values())[2:]
+    return {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def loss_arguments(name: str, given: dict | None = None) -> dict:
+    """The keyword arguments loss `name` is called with; see `bind_loss_arguments`."""
+    return bind_loss_arguments(get_loss(name), given, name)
+
+
+def bind_loss_arguments(fn: Loss, given: dict | None, name: str) -> dict:
+    """The keyword arguments `fn` (loss `name`) is called with: its signature's defaults,
+    overridden by `given`. Values given as text (``--loss-arg m=0.2``) are converted to the type
+    of the parameter's default. An unknown key, a bad value or a missing required argument fails
+    with a ValueError naming the loss and the arguments it accepts."""
+    params = loss_parameters(fn)
+    accepts = accepted_arguments(fn)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    given = dict(given or {})
+    unknown = [k for k in given if k not in params and not takes_any]  # **kwargs takes any key
+    if unknown:
+        raise ValueError(
+            f"loss {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
+        )
+    defaults = {k: p.default for k, p in params.items() if p.default is not p.empty}
+    converted = {k: _convert(name, k, v, params.get(k), accepts) for k, v in given.items()}
+    resolved = {**defaults, **converted}
+    missing = [k for k in params if k not in resolved]
+    if missing:
+        raise ValueError(
+            f"loss {name} needs {', '.join(map(repr, missing))} (--loss-arg KEY=VALUE); "
+            f"it accepts: {accepts}"
+        )
+    return {k: resolved[k] for k in [*params, *converted] if k in resolved}  # signature order
+
+
+def accepted_arguments(fn: Loss) -> str:
+    """The loss's arguments for messages: 'm (default 0.3)', or 'none'."""
+    params = loss_parameters(fn).values()
+    text = [p.name if p.default is p.empty else f"{p.name} (default {p.default!r})" for p in params]
+    return ", ".join(text) or "none"
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _convert(loss: str, key: str, value, param: inspect.Parameter | None, accepts: str):
+    """`value` as the type of the parameter's default: text (``--loss-arg m=0.2``) is parsed, an
+    int for a float default becomes a float. A parameter without a bool/int/float/str default
+    (or a key only **kwargs takes) gets the value as given."""
+    typed = param is not None and param.default is not param.empty
+    kind = type(param.default) if typed else None
+    if kind not in (bool, int, float, str):
+        return value
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            if kind is bool and text not in _TRUE + _FALSE:
+                raise ValueError(value)
+            return text in _TRUE if kind is bool else kind(text)
+        except ValueError:
+            pass
+    elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise ValueError(
+        f"loss {loss}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
+    )

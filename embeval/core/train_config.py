@@ -1,0 +1,130 @@
+"""The training configuration: every setting of a run, its checks, and how older runs' saved
+configs read today (so that `--resume` accepts a `last/` written by an earlier embeval).
+
+A run records its config *resolved* (`TrainConfig.resolved`): the loss's arguments with the
+signature defaults filled in, the view chosen by the data named, registry aliases replaced by
+names. Two runs that train alike then record alike, whichever way they were asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from embeval.core.losses import LOSSES, get_loss, loss_arguments, loss_parameters
+from embeval.core.model import POOLERS
+from embeval.core.negatives import NEGATIVES
+from embeval.core.views import VIEWS, view_name
+
+
+@dataclass
+class TrainConfig:
+    """SimCSE's unsupervised BERT-base defaults; CLI flags override fields one-to-one."""
+
+    loss: str = "infonce"  # a LOSSES name, package.module:function or an entry point
+    temperature: float = 0.05
+    loss_args: dict = field(default_factory=dict)  # the loss's keyword arguments, e.g. {"m": 0.2}
+    view: str | None = None  # a VIEWS name; None: by the data (.txt -> dropout, CSV -> pairs)
+    negatives: list[str] = field(default_factory=list)  # NEGATIVES providers: extra columns
+    batch_size: int = 64  # per process
+    lr: float = 3e-5
+    epochs: int = 1
+    steps: int | None = None  # overrides epochs when set
+    max_length: int = 32
+    dropout: float | None = None  # backbone dropout, SimCSE's noise; None keeps the model's (0.1)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0  # AdamW's; biases and LayerNorm weights are never decayed (HF)
+    max_grad_norm: float = 1.0  # gradient-norm clipping as in HF's Trainer (SimCSE); 0: off
+    eval_steps: int = 125
+    save_steps: int | None = None  # `last/` checkpoint; default: at every evaluation
+    log_steps: int = 25
+    seed: int = 42
+    pooler: str = "cls"  # training pooler: the MLP over [CLS], as SimCSE trains
+    eval_pooler: str = "cls_before_pooler"  # evaluation and saved pooler (MLP only in training)
+    reinit_pooler: bool = True  # SimCSE's MLP starts fresh (normal(0, initializer_range), bias 0)
+    normalize: bool = False  # checkpoints end with sentence-transformers' Normalize module
+    amp: bool = True  # float16 autocast + GradScaler on CUDA; ignored on CPU
+    metric: str = "stsb_dev"  # key of the evaluate() result used to keep the best checkpoint
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the config
+
+    def validate(self) -> None:
+        loss_arguments(self.loss, self.loss_args)  # the loss, its arguments and their values
+        if self.view is not None:
+            VIEWS.get(self.view)
+        if isinstance(self.negatives, str) or not all(isinstance(n, str) for n in self.negatives):
+            raise ValueError(f"negatives must be a list of names, got {self.negatives!r}")
+        for name in self.negatives:
+            NEGATIVES.get(name)
+        for name in ("pooler", "eval_pooler"):
+            if getattr(self, name) not in POOLERS:
+                raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {POOLERS}")
+        for name in ("batch_size", "max_length", "eval_steps", "log_steps", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_grad_norm < 0:
+            raise ValueError(
+                f"max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}"
+            )
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def resolved(self, columns: Sequence[str]) -> TrainConfig:
+        """This config as a run records it, for training data with `columns`: the loss's full
+        arguments (defaults filled in, text values converted), the view named, aliases resolved."""
+        return dataclasses.replace(
+            self,
+            loss=LOSSES.canonical(self.loss),
+            loss_args=loss_arguments(self.loss, self.loss_args),
+            view=view_name(self.view, columns),
+            negatives=[NEGATIVES.canonical(n) for n in self.negatives],
+        )
+
+
+# Fields added after resumable states existed, with the value their absence stands for.
+FIELDS_ADDED = {"normalize": False, "view": None, "negatives": []}
+# Loss settings that were config fields before `loss_args` held them: field -> loss argument.
+# Each loss took those of them it has (as `embeval train --focal-m` etc. still set them).
+LOSS_FIELDS = {
+    "focal_m": "m",  # focal-infonce
+    "hard_negative_weight": "hard_negative_weight",  # sup-simcse
+    "uniformity_weight": "lam",  # align-uniform
+}
+
+
+def saved_config(saved: dict, columns: Sequence[str]) -> dict:
+    """A config as any embeval version saved it (train_config.json, a resume state), in today's
+    fields and resolved as a run records it; `columns` are the training data's."""
+    old = dict(saved)
+    if "loss_args" not in old:  # before loss_args: the fields of LOSS_FIELDS
+        takes = loss_parameters(get_loss(old["loss"]))
+        old["loss_args"] = {a: old[f] for f, a in LOSS_FIELDS.items() if f in old and a in takes}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {k: old[k] if k in old else _copy(FIELDS_ADDED.get(k)) for k in known}
+    return dataclasses.asdict(TrainConfig(**fields).resolved(columns))
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else value
+
+
+def simcse_poolers(
+    declared: str | None, pooler: str | None = None, eval_pooler: str | None = None
+) -> tuple[str, str]:
+    """Fill in the (training, evaluation) poolers the user left out, as SimCSE pairs them.
+
+    SimCSE trains an MLP over [CLS] and evaluates [CLS] before it; any other pooler evaluates as
+    it trains. With neither given, a checkpoint keeps the pooling it declares (`declared`, e.g.
+    sentence-transformers' mean pooling); a plain HF encoder (None) gets SimCSE's pair.
+    """
+    if pooler is None and eval_pooler is None and declared not in (None, "cls_before_pooler"):
+        return declared, declared
+    if pooler is None:
+        pooler = "cls" if declared in (None, "cls_before_pooler") else declared
+    if eval_pooler is None:
+        eval_pooler = "cls_before_pooler" if pooler == "cls" else pooler
+    return pooler, eval_pooler

@@ -33,7 +33,7 @@ class UnknownUnit(ValueError):
 def first_line(obj) -> str:
     """The first sentence of a unit's docstring: its help text in `--help` and docs."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].rstrip(".")
+    return " ".join(doc.split("\n\n")[0].split()).split(". ")[0].rstrip(".")
 
 
 class Registry(Generic[T]):
@@ -103,9 +103,9 @@ class Registry(Generic[T]):
             return found
         close = difflib.get_close_matches(key.lower(), list(self._aliases), n=1, cutoff=0.5)
         hint = f"did you mean {self._aliases[close[0]]!r}? " if close else ""
+        known = f"one of {', '.join(self._units)}, or " if self._units else ""
         raise UnknownUnit(
-            f"unknown {self.kind} {name!r}; {hint}expected one of {', '.join(self._units)}, "
-            f"or your own as package.module:name"
+            f"unknown {self.kind} {name!r}; {hint}expected {known}your own as package.module:name"
         )
 
     def help(self) -> str:

@@ -47,6 +47,8 @@ def test_a_name_cannot_be_registered_twice():
         reg.add("other", len, aliases=("rt",))
     reg.remove("round-trip")
     assert "rt" not in reg and reg.names() == []
+    with pytest.raises(UnknownUnit, match=r"unknown widget 'x'; expected your own as package"):
+        reg.get("x")
 
 
 def test_user_code_as_module_path(tmp_path, monkeypatch):
@@ -86,5 +88,10 @@ def test_first_line():
     def f():
         """Focal-InfoNCE (Hou & Li 2023). The rest."""
 
+    def wrapped():
+        """A first sentence that wraps
+        onto a second, indented line. The rest."""
+
     assert first_line(f) == "Focal-InfoNCE (Hou & Li 2023)"
+    assert first_line(wrapped) == "A first sentence that wraps onto a second, indented line"
     assert first_line(lambda: 0) == ""

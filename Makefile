@@ -3,10 +3,10 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-# Benchmark data: DATA=/path, else embeval's own rule (embeval.eval.data.sts.data_root:
+# Benchmark data: DATA=/path, else embeval's own rule (embeval.eval.data.paths.data_root:
 # $EMBEVAL_DATA, else data/ when it holds the data, else ../shared/data beside the project).
 # Expanded when a recipe runs, after the venv exists.
-DATA ?= $(shell $(BIN)/python -c "from embeval.eval.data.sts import data_root; print(data_root())")
+DATA ?= $(shell $(BIN)/python -c "from embeval.eval.data.paths import data_root; print(data_root())")
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 

@@ -33,13 +33,14 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from embeval.core.model import default_checkpoint_path
-    from embeval.eval.data.sts import STS_TASKS, load_sts
+    from embeval.eval.data.sts import load_sts
+    from embeval.eval.data.tasks import simcse_avg_tasks
     from embeval.eval.encoders.cache import CachedEncoder
     from embeval.eval.encoders.transformer import TransformerEncoder, pick_device
     from embeval.eval.scoring.score import score
 
     device = str(pick_device(args.device))
-    data = [load_sts(t, "test", Path(args.data)) for t in STS_TASKS]
+    data = [load_sts(t, "test", Path(args.data)) for t in simcse_avg_tasks()]
     n_sent = sum(2 * len(d) for d in data)
     n_unique = len({s for d in data for s in (*d.s1, *d.s2)})
     print(

@@ -75,19 +75,15 @@ def compare(args) -> None:
     from threadpoolctl import threadpool_limits
 
     from embeval.cli.score import align_rows
-    from embeval.eval.data.sts import resolve_task
+    from embeval.eval.data import tasks as registry
+    from embeval.eval.data.transfer import load_transfer
     from embeval.eval.encoders.cache import CachedEncoder
     from embeval.eval.encoders.transformer import TransformerEncoder
-    from embeval.eval.scoring.transfer import (
-        TRANSFER_TASKS,
-        TransferConfig,
-        evaluate,
-        load_transfer,
-    )
+    from embeval.eval.scoring.transfer import TransferConfig, evaluate
 
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    tasks = [t for n in names for t in (TRANSFER_TASKS if n == "transfer" else [n])]
-    tasks = [resolve_task(t, TRANSFER_TASKS) for t in tasks]
+    one = lambda n: [registry.resolve(n, kinds=("transfer",))]  # noqa: E731
+    tasks = [t.name for n in names for t in (registry.group(n) if n == "transfer" else one(n))]
     enc = TransformerEncoder.from_checkpoint(batch_size=args.batch_sizes[0], progress=True)
     with tempfile.TemporaryDirectory() as tmp:
         cached = CachedEncoder(enc, args.cache or tmp)

@@ -11,6 +11,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def data_root() -> Path:
     """embeval's rule: $EMBEVAL_DATA, else data/ when it holds the data, else ../shared/data."""
-    from embeval.eval.data.sts import data_root
+    from embeval.eval.data.paths import data_root
 
     return data_root()

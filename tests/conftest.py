@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeval.eval.data.sts import STS_YEARS
+from embeval.eval.data import tasks
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+STS_YEARS = {t.name: (t.folder, t.subsets) for t in tasks.group("sts") if t.subsets}  # STS12-16
 SHARED_DATA = Path(os.environ.get("EMBEVAL_TEST_DATA", ROOT.parent / "shared" / "data"))
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from embeval.eval.data import download
-from embeval.eval.data import sts as datasets
-from embeval.eval.data.sts import DataError, data_root, load_sts
+from embeval.eval.data import paths as datasets
+from embeval.eval.data.paths import DataError, data_root
+from embeval.eval.data.sts import load_sts
 
 
 @pytest.fixture

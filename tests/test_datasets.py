@@ -2,7 +2,9 @@
 
 import pytest
 
-from embeval.eval.data.sts import DataError, load_sts, resolve_task
+from embeval.eval.data.paths import DataError
+from embeval.eval.data.sts import load_sts
+from embeval.eval.data.tasks import resolve
 
 # Pair counts from ../shared/data/README.md (a pair counts when its gold line is not empty).
 EXPECTED = {
@@ -73,12 +75,12 @@ def test_stsb_quotes_are_literal(tiny_data):
     ],
 )
 def test_aliases(alias, name):
-    assert resolve_task(alias) == name
+    assert resolve(alias).name == name
 
 
 def test_unknown_task_suggests_closest():
     with pytest.raises(DataError, match="did you mean STSBenchmark"):
-        resolve_task("STSBenchmrk")
+        resolve("STSBenchmrk")
 
 
 def test_malformed_line_names_file_and_line(tiny_data):

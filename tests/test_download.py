@@ -23,9 +23,11 @@ from click.testing import CliRunner
 from embeval.cli import main
 from embeval.eval.data import download as dl
 from embeval.eval.data import senteval_sources as sources
+from embeval.eval.data import tasks
+from embeval.eval.data.paths import DataError
 from embeval.eval.data.senteval_text import cut, moses_tokenizer
-from embeval.eval.data.sts import STS_YEARS, DataError
 
+STS_YEARS = {t.name: (t.folder, t.subsets) for t in tasks.group("sts") if t.subsets}  # STS12-16
 MANIFEST_LINES = dl.MANIFEST.read_text().splitlines()
 
 

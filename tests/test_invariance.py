@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from embeval.eval.data.sts import STS_YEARS
+from embeval.eval.data import tasks
 from embeval.eval.encoders.transformer import TransformerEncoder
 from embeval.eval.scoring.score import score
 
@@ -24,7 +24,7 @@ PRECISION = 1e-4  # Spearman/Pearson points (x100): float32 noise moves Pearson 
 def _reduced_data(shared: Path, root: Path) -> Path:
     """A data tree with all of SMTeuroparl, the first SMALL pairs of the other STS12 subsets and
     the first 200 STS-B test pairs (the "other task" that changes the batches)."""
-    folder, subsets = STS_YEARS["STS12"]
+    folder, subsets = tasks.TASKS.get("STS12").folder, tasks.TASKS.get("STS12").subsets
     src, dst = shared / "sts" / folder, root / "sts" / folder
     dst.mkdir(parents=True)
     for sub in subsets:

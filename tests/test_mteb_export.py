@@ -19,12 +19,15 @@ import pytest
 from click.testing import CliRunner
 
 from embeval.cli import main
-from embeval.eval.report.mteb_export import MTEB_TASKS, MTEB_VERSION, export_mteb
+from embeval.eval.data.tasks import TASKS
+from embeval.eval.report.mteb_export import MTEB_VERSION, export_mteb
 from embeval.eval.scoring.score import score
 from embeval.results.files import ResultsError, load_run, save_run
 
 GOLDEN = Path(__file__).parent / "golden" / "mteb"
 RUN = GOLDEN / "minilm-mteb-run.json"
+# embeval task -> (MTEB task name, dataset revision), read from the task records
+MTEB_TASKS = {n: (t.mteb_name, t.mteb_revision) for n, t in TASKS.items() if t.mteb_name}
 
 
 def invoke(*args):

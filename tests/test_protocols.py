@@ -12,13 +12,16 @@ from tiny_transfer import KeywordEncoder, write_tiny_transfer
 
 from embeval.cli import main
 from embeval.cli.score import format_table
-from embeval.eval.data.sts import DataError, load_sts
+from embeval.eval.data.paths import DataError
+from embeval.eval.data.sts import load_sts
 from embeval.eval.scoring import transfer
 from embeval.eval.scoring.score import score, select_tasks
 from embeval.results.files import SCHEMA_VERSION, load_run, save_run
 
 HISTORIC = Path(__file__).parent / "historic_results"
 SERIAL = transfer.TransferConfig(n_jobs=1)
+
+TRANSFER_TASKS = ["MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC"]  # SimCSE Table 2's order
 
 
 @pytest.fixture
@@ -77,7 +80,7 @@ def test_cli_limit_marks_partial(tiny_data, tmp_path):
 
 
 def test_task_groups_and_mixing():
-    assert select_tasks(["transfer"], "test") == list(transfer.TRANSFER_TASKS)
+    assert select_tasks(["transfer"], "test") == list(TRANSFER_TASKS)
     assert select_tasks(None, "dev") == ["STSBenchmark", "SICKRelatedness"]
     assert select_tasks(None, "dev", "mteb") == ["STSBenchmark"]  # MTEB's SICK-R: test only
     assert select_tasks(["stsb", "mr", "Trec"], "test") == ["STSBenchmark", "MR", "TREC"]
@@ -89,9 +92,9 @@ def test_task_groups_and_mixing():
 def test_score_mixes_sts_and_transfer(mixed_data, tmp_path):
     enc = KeywordEncoder()
     run = score(enc, ["stsb", "transfer"], root=mixed_data, transfer_config=SERIAL)
-    assert list(run.tasks) == ["STSBenchmark", *transfer.TRANSFER_TASKS]
+    assert list(run.tasks) == ["STSBenchmark", *TRANSFER_TASKS]
     assert len(enc.calls) == 1  # one encoder call for every distinct sentence of every task
-    assert all(run.tasks[t]["accuracy"] == 100.0 for t in transfer.TRANSFER_TASKS)
+    assert all(run.tasks[t]["accuracy"] == 100.0 for t in TRANSFER_TASKS)
     assert run.tasks["MRPC"]["f1"] == 100.0 and run.transfer_avg == 100.0
     assert run.meta["transfer"]["seed"] == 1111 and "MR" in run.meta["data_checksums"]
     back = load_run(save_run(run, tmp_path / "mixed.json"))

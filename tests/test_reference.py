@@ -11,7 +11,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from embeval.core.model import default_checkpoint_path
-from embeval.eval.data.sts import STS_TASKS, load_sts
+from embeval.eval.data.sts import load_sts
+from embeval.eval.data.tasks import simcse_avg_tasks
 from embeval.eval.scoring.score import score
 
 
@@ -21,7 +22,7 @@ def test_all_tasks_match_sentence_transformers(minilm, shared_data):
 
     st = SentenceTransformer(str(default_checkpoint_path()), device="cpu")
     run = score(minilm, root=shared_data)
-    for task in STS_TASKS:
+    for task in simcse_avg_tasks():
         d = load_sts(task, "test", shared_data)
         a = st.encode(d.s1, batch_size=64, convert_to_numpy=True)
         b = st.encode(d.s2, batch_size=64, convert_to_numpy=True)

@@ -22,6 +22,9 @@ from embeval.eval.report import export
 from embeval.eval.report.tables import AVG, Cell, Row, Table
 from embeval.results.files import RunResult, load_run, save_run
 
+# SimCSE's seven STS tasks, in its table's order (Gao et al., 2021, Table 1)
+SIMCSE_STS = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness"]
+
 B = 400  # bootstrap resamples
 N = 300  # pairs per task
 
@@ -41,9 +44,9 @@ def seven_task_run(out: Path, name: str, noise: float, seed: int = 0) -> Path:
     run = RunResult(
         name=name,
         meta={"protocol": "simcse", "split": "test", "limit": None, "partial": False},
-        tasks={t: {"split": "test", "n": N, "spearman": rho} for t in report.STS_TASKS},
-        avg=metrics.simcse_average([rho] * len(report.STS_TASKS)),
-        pairs={t: dict(pairs) for t in report.STS_TASKS},
+        tasks={t: {"split": "test", "n": N, "spearman": rho} for t in SIMCSE_STS},
+        avg=metrics.simcse_average([rho] * len(SIMCSE_STS)),
+        pairs={t: dict(pairs) for t in SIMCSE_STS},
     )
     return save_run(run, out)
 
@@ -53,7 +56,7 @@ def _own_stream_samples(path: Path, seed: int = stats.SEED) -> dict[str, np.ndar
     pairs = load_run(path).load_pairs()
     return {
         t: stats.bootstrap_spearman(pairs[t]["sim"], pairs[t]["gold"], B, stats.task_seed(seed, t))
-        for t in report.STS_TASKS
+        for t in SIMCSE_STS
     }
 
 
@@ -78,9 +81,9 @@ def test_avg_interval_is_the_mean_of_seven_independent_task_samples(tmp_path):
     (t,) = report.build([path], n_boot=B, figures=False).tables
     row = t.rows[0]
     samples = _own_stream_samples(path)
-    expect = stats.percentile_ci(np.mean([samples[t] for t in report.STS_TASKS], axis=0))
+    expect = stats.percentile_ci(np.mean([samples[t] for t in SIMCSE_STS], axis=0))
     assert row.cells[AVG].ci == pytest.approx(expect, abs=1e-9)
-    six = stats.percentile_ci(np.mean([samples[t] for t in report.STS_TASKS[:6]], axis=0))
+    six = stats.percentile_ci(np.mean([samples[t] for t in SIMCSE_STS[:6]], axis=0))
     assert row.cells[AVG].ci != pytest.approx(six, abs=1e-6)
     task_lo, task_hi = row.cells["STSBenchmark"].ci
     lo, hi = row.cells[AVG].ci
@@ -94,8 +97,8 @@ def test_avg_p_value_pairs_the_runs_on_each_tasks_own_stream(tmp_path):
     (t,) = report.build([base, other], baseline="base", n_boot=B, figures=False).tables
     cell = t.rows[1].cells[AVG]
     pb, po = _own_stream_samples(base), _own_stream_samples(other)
-    avg_b = np.mean([pb[t] for t in report.STS_TASKS], axis=0)
-    avg_o = np.mean([po[t] for t in report.STS_TASKS], axis=0)
+    avg_b = np.mean([pb[t] for t in SIMCSE_STS], axis=0)
+    avg_o = np.mean([po[t] for t in SIMCSE_STS], axis=0)
     assert cell.p == pytest.approx(stats.paired_p_value(avg_o, avg_b, cell.delta))
     task = t.rows[1].cells["STS14"]
     assert task.p == pytest.approx(stats.paired_p_value(po["STS14"], pb["STS14"], task.delta))

@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from conftest import write_tiny_sts
 
-from embeval.eval.data.sts import STS_YEARS
+from embeval.eval.data import tasks
 from embeval.eval.scoring.score import score
+
+# STS12-16: task -> (folder, subsets), from the registry
+STS_YEARS = {t.name: (t.folder, t.subsets) for t in tasks.group("sts") if t.subsets}
 
 
 class TableEncoder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embeval.eval.scoring.transfer import load_transfer
+from embeval.eval.data.transfer import load_transfer
 from embeval.senteval import batcher, prepare, senteval_params, senteval_text
 
 

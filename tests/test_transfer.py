@@ -15,11 +15,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from tiny_transfer import KeywordEncoder, write_tiny_transfer
 
-from embeval.eval.data.sts import DataError
+from embeval.eval.data.paths import DataError
+from embeval.eval.data.transfer import Split, load_transfer
 from embeval.eval.scoring import transfer
-from embeval.eval.scoring.transfer import TRANSFER_TASKS, TransferConfig, evaluate, load_transfer
+from embeval.eval.scoring.transfer import TransferConfig, evaluate
 
 SERIAL = TransferConfig(n_jobs=1)
+
+# SentEval's seven transfer tasks as SimCSE reports them (Gao et al., 2021, Table 2)
+TRANSFER_TASKS = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
+CV_TASKS = ("MR", "CR", "SUBJ", "MPQA")  # 10-fold cross-validation
 
 
 def embed_with(encoder):
@@ -45,7 +50,7 @@ def test_separable_classes_score_100(separable, task):
     assert res["accuracy"] == 100.0
     if task == "MRPC":
         assert res["f1"] == 100.0
-    expected_split = "10-fold CV" if task in transfer.CV_TASKS else "test"
+    expected_split = "10-fold CV" if task in CV_TASKS else "test"
     assert res["split"] == expected_split
 
 
@@ -230,7 +235,7 @@ def test_sst2_picks_c_on_dev_not_test():
         y = rng.integers(0, 2, n)
         x = rng.standard_normal((n, 20))
         x[:, 0] += 0.8 * (2 * y - 1)
-        return transfer.Split([f"s{i}" for i in range(n)], y), x
+        return Split([f"s{i}" for i in range(n)], y), x
 
     (tr, xtr), (dv, xdv), (te, xte) = split(40), split(60), split(60)
     regs = [2.0**t for t in range(-2, 4)]
@@ -261,7 +266,7 @@ def test_trec_mrpc_search_senteval_kfold_grid():
 
     senteval, other = grid_c(range(-1, 6)), grid_c(range(-2, 4))
     assert senteval.best_params_["C"] != other.best_params_["C"]  # the fixture tells them apart
-    sp = transfer.Split([f"q{i}" for i in range(60)], y)
+    sp = Split([f"q{i}" for i in range(60)], y)
     ours = transfer.kfold_then_test(sp, sp, x, x, "TREC", ("a", "b", "c"), SERIAL)
     assert ours["C"] == senteval.best_params_["C"]
 

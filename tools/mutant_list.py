@@ -31,6 +31,7 @@ STATS = "embeval/eval/metrics/stats.py"
 TABLES = "embeval/eval/report/tables.py"
 SCORE = "embeval/eval/scoring/score.py"
 TRANSFER = "embeval/eval/scoring/transfer.py"
+TASKS = "embeval/eval/data/tasks.py"
 CKPT = "embeval/core/checkpoint.py"
 
 MUTANTS: list[Mutant] = [
@@ -137,7 +138,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "issue14-12-mteb-revision-typo",
-        "embeval/eval/report/mteb_export.py",
+        TASKS,
         '"a0d554a64d88156834ff5ae9920b964011b16384"',
         '"a0d554a64d88156834ff5ae9920b964011b16385"',
         ("tests/test_mteb_export.py::test_mteb_loader_sees_every_score",),
@@ -147,8 +148,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "issue14-13-avg-ci-six-tasks",
         TABLES,
-        "avg = np.mean([per[t] for t in STS_TASKS], axis=0)  # (B,)",
-        "avg = np.mean([per[t] for t in STS_TASKS[:6]], axis=0)  # (B,)",
+        "avg = np.mean([per[t] for t in avg_tasks], axis=0)  # (B,)",
+        "avg = np.mean([per[t] for t in avg_tasks[:6]], axis=0)  # (B,)",
         ("tests/test_report_stats.py",),
         "the Avg interval averages six tasks, not seven",
     ),
@@ -274,6 +275,41 @@ MUTANTS: list[Mutant] = [
         "pass",
         ("tests/test_cache_keys.py",),
         "Normalize and raw vectors share one cache folder",
+    ),
+    # ------------------------------------------------------------ task registry
+    Mutant(
+        "tasks-avg-over-every-sts-task",
+        SCORE,
+        "avg_tasks = task_registry.simcse_avg_tasks()",
+        'avg_tasks = [t.name for t in task_registry.group("sts")]',
+        ("tests/test_tasks.py",),
+        "a newly registered STS task silently changes SimCSE's Avg. column",
+    ),
+    Mutant(
+        "tasks-transfer-avg-over-every-transfer-task",
+        TASKS,
+        "return [n for n, t in TASKS.items() if t.in_transfer_avg]",
+        'return [n for n, t in TASKS.items() if t.kind == "transfer"]',
+        ("tests/test_tasks.py",),
+        "a newly registered transfer task silently changes the transfer Avg.",
+    ),
+    Mutant(
+        "tasks-user-code-not-checked",
+        TASKS,
+        "    if not isinstance(unit, Task):",
+        "    if False:",
+        ("tests/test_tasks.py",),
+        "`--tasks mod:fn` with a function, not a Task, fails later with an AttributeError",
+    ),
+    Mutant(
+        "data-str-root-not-a-path",
+        "embeval/eval/data/sts.py",
+        '    """The folder that holds STS12-en-test/ … for a protocol; `root` may be that folder '
+        'itself."""\n    root = Path(root)\n',
+        '    """The folder that holds STS12-en-test/ … for a protocol; `root` may be that folder '
+        'itself."""\n',
+        ("tests/test_tasks.py",),
+        "load_sts(..., root='data') fails with an AttributeError (str has no .name)",
     ),
     # ------------------------------------------------------------ transfer
     Mutant(

@@ -58,12 +58,12 @@ def check(
     TARGET is a results JSON, or a checkpoint (default: the packaged model) scored first on the
     task, with the baseline's protocol and --limit. Exit 2 on unusable input.
     """
-    from embeval.eval.data.sts import resolve_task
+    from embeval.eval.data.tasks import resolve
     from embeval.eval.scoring.check import check as run_check
     from embeval.results.files import load_run
 
     try:
-        task = resolve_task(task)
+        task = resolve(task, kinds=("sts",)).name
         base = load_run(baseline)
         if target and target.endswith(".json"):
             result = load_run(target)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from embeval.core.checkpoint import POOLERS, CheckpointError
-from embeval.eval.data.sts import DataError
+from embeval.eval.data.paths import DataError
 from embeval.eval.encoders.transformer import EmbeddingError
 from embeval.results.files import ResultsError
 

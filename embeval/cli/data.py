@@ -44,7 +44,7 @@ def data_download(data, only, mirror):
     `pip install 'embeval[download]'` (sacremoses), MRPC needs cabextract.
     """
     from embeval.eval.data.download import MANIFEST, download, verify
-    from embeval.eval.data.sts import data_root
+    from embeval.eval.data.paths import data_root
 
     try:
         status = download(data, only, mirror)
@@ -64,7 +64,7 @@ def data_download(data, only, mirror):
 def data_verify(data, only):
     """Check the data files against data/MANIFEST.sha256; exit 1 naming each bad file."""
     from embeval.eval.data.download import verify
-    from embeval.eval.data.sts import data_root
+    from embeval.eval.data.paths import data_root
 
     try:
         missing, mismatched, checked = verify(data, only)

@@ -22,8 +22,8 @@ from embeval.eval.data.sts import PROTOCOLS, SPLITS
 @click.option(
     "--tasks",
     multiple=True,
-    help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, … "
-    "Repeatable. Default: all STS tasks of the split.",
+    help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, …, or your "
+    "own Task record as package.module:NAME. Repeatable. Default: all STS tasks of the split.",
 )
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(

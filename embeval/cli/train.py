@@ -15,12 +15,13 @@ from embeval.cli.common import (
     fail,
 )
 from embeval.core.checkpoint import POOLERS
-from embeval.eval.data.sts import DataError
+from embeval.eval.data.paths import DataError
 
 
 def stsb_dev_evaluator(tokenizer, root, device, batch_size):
     """The Trainer's evaluate callback: STS-B dev Spearman plus alignment and uniformity."""
-    from embeval.eval.data.sts import data_root, load_sts
+    from embeval.eval.data.paths import data_root
+    from embeval.eval.data.sts import load_sts
     from embeval.eval.encoders.transformer import TransformerEncoder
     from embeval.eval.scoring.score import score
 

@@ -24,9 +24,9 @@ from urllib.error import HTTPError
 from tqdm import tqdm
 
 from embeval.core.fileio import atomic_write, open_mode
+from embeval.eval.data.paths import PROJECT_DATA, DataError, data_root
 from embeval.eval.data.senteval_sources import GROUPS, DownloadError, sources
 from embeval.eval.data.senteval_text import moses_tokenizer
-from embeval.eval.data.sts import PROJECT_DATA, DataError, data_root
 
 log = logging.getLogger(__name__)
 MANIFEST = PROJECT_DATA / "MANIFEST.sha256"
@@ -46,8 +46,9 @@ class _Writer:  # the Writer of embeval.eval.data.senteval_sources
             atomic_write(self.root / rel, lambda f, d=data: f.write(d))
 
 
-def fetch(url: str, dest: Path, retries: int = 3, progress: bool = True) -> Path:
+def fetch(url: str, dest: str | os.PathLike, retries: int = 3, progress: bool = True) -> Path:
     """Download url to dest through a temp file; a failed try leaves nothing behind."""
+    dest = Path(dest)
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def _present(path: Path, sha: str | None) -> bool:
     return path.is_file() and (sha is None or _sha256(path) == sha)
 
 
-def read_manifest(path: Path = MANIFEST) -> dict[str, str]:
+def read_manifest(path: str | os.PathLike = MANIFEST) -> dict[str, str]:
     """relative path -> sha256, from a `sha256sum` listing."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -119,7 +120,9 @@ def _groups(only) -> set[str]:
     return groups
 
 
-def verify(root=None, only=None, manifest: Path = MANIFEST) -> tuple[list[str], list[str], int]:
+def verify(
+    root: str | os.PathLike | None = None, only=None, manifest: str | os.PathLike = MANIFEST
+) -> tuple[list[str], list[str], int]:
     """(missing, mismatched, checked) files of the manifest under root, for the groups in only."""
     root, groups = data_root(root), _groups(only)
     missing, mismatched, checked = [], [], 0
@@ -135,10 +138,10 @@ def verify(root=None, only=None, manifest: Path = MANIFEST) -> tuple[list[str], 
 
 
 def download(
-    root=None,
+    root: str | os.PathLike | None = None,
     only=None,
     mirror: str | None = None,
-    manifest: Path | None = MANIFEST,
+    manifest: str | os.PathLike | None = MANIFEST,
     retries: int = 3,
     progress: bool = True,
 ) -> dict[str, str]:

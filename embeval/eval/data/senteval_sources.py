@@ -4,7 +4,8 @@ The conversions follow SentEval's data/downstream/get_transfer_data.bash (Connea
 STS12-16 and STS-B text through Moses `tokenizer.perl -l en -no-escape`, then lowercased (sts/,
 beside the untouched releases in sts-raw/); SICK tokenized, kept cased; MR/CR/SUBJ/MPQA through
 `cat -v` and the PTB `tokenizer.sed`; TREC without quote characters; MRPC out of the MSI.
-Fetching, skipping and checking them is embeval.eval.data.download's job.
+Fetching, skipping and checking them is embeval.eval.data.download's job. Where a task's files
+go (its folder, STS12-16's subsets) is a fact of its record in embeval.eval.data.tasks.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from embeval.eval.data.paths import DATA_GROUPS as GROUPS  # the top folders of the data root
+from embeval.eval.data.paths import DataError
 from embeval.eval.data.senteval_text import cat_v, cut, map_lines, moses, ptb
-from embeval.eval.data.sts import STS_YEARS, DataError
-
-GROUPS = ("sts", "sts-raw", "transfer")  # the top folders of the data root
+from embeval.eval.data.tasks import TASKS
 
 # The URLs of SentEval's script, written from memory of it (no internet here to check them).
 # Several hosts have moved or gone offline since 2018 (ixa2.si.ehu.es/stswiki, alt.qcri.org,
@@ -117,7 +118,7 @@ def _sick_row(line: str) -> str:  # cut -f1; -f2, -f3 tokenized, cased; cut -f4,
 
 def _sts_year(task: str) -> Source:
     url, zip_folder = STS_URLS[task]
-    folder, subsets = STS_YEARS[task]
+    folder, subsets = TASKS.get(task).folder, TASKS.get(task).subsets
 
     def build(blob: bytes, out: Writer) -> None:
         for name, data in _members(blob, zip_folder):
@@ -137,19 +138,27 @@ def _sts_year(task: str) -> Source:
     return Source(task, url, tuple(outs), build)
 
 
+def _folder(task: str) -> str:
+    """`<data group>/<folder>` of a registered task, e.g. transfer/TREC."""
+    record = TASKS.get(task)
+    return f"{record.data_group}/{record.folder}"
+
+
 def _stsb(blob: bytes, out: Writer) -> None:
+    folder = TASKS.get("STSBenchmark").folder
     for name, data in _members(blob, "stsbenchmark"):
-        out.put(f"sts-raw/STSBenchmark/{name}", data)
+        out.put(f"sts-raw/{folder}/{name}", data)
         if name.endswith(".csv") and out.wants("sts"):
             data = map_lines(data.decode("utf-8"), _stsb_row)
-        out.put(f"sts/STSBenchmark/{name}", data)
+        out.put(f"sts/{folder}/{name}", data)
 
 
 def _sick(blob: bytes, out: Writer) -> None:
     for name, data in _members(blob):
         if re.fullmatch(r"SICK_\w+\.txt", name):  # header kept as is; sentences tokenized, cased
             header, _, body = data.decode("utf-8").partition("\n")
-            out.put(f"sts/SICK/{name}", header.encode() + b"\n" + map_lines(body, _sick_row))
+            rel = f"{_folder('SICKRelatedness')}/{name}"
+            out.put(rel, header.encode() + b"\n" + map_lines(body, _sick_row))
 
 
 def _binclassif(blob: bytes, out: Writer) -> None:
@@ -172,9 +181,8 @@ def _mrpc(blob: bytes, out: Writer) -> None:
         subprocess.run([exe, "-q", "-d", tmp, str(msi)], check=True, capture_output=True)
         for member, name in MRPC_MEMBERS.items():
             if (Path(tmp) / member).is_file():  # tr -d '\r'
-                out.put(
-                    f"transfer/MRPC/{name}", (Path(tmp) / member).read_bytes().replace(b"\r", b"")
-                )
+                data = (Path(tmp) / member).read_bytes().replace(b"\r", b"")
+                out.put(f"{_folder('MRPC')}/{name}", data)
 
 
 def _file(name: str, url: str, rel: str, fix: Callable[[bytes], bytes] = bytes) -> Source:
@@ -183,13 +191,14 @@ def _file(name: str, url: str, rel: str, fix: Callable[[bytes], bytes] = bytes) 
 
 def sources() -> list[Source]:
     """Every SentEval download, in the order of SentEval's script."""
-    stsb = [f"{g}/STSBenchmark/sts-{s}.csv" for g in GROUPS[:2] for s in ("train", "dev", "test")]
+    stsb_folder, sick = TASKS.get("STSBenchmark").folder, _folder("SICKRelatedness")
+    stsb = [f"{g}/{stsb_folder}/sts-{s}.csv" for g in GROUPS[:2] for s in ("train", "dev", "test")]
     no_quotes = lambda b: b.replace(b"`", b"").replace(b"'", b"")  # noqa: E731  (TREC)
     return [
         *(_sts_year(task) for task in STS_URLS),
         Source("STSBenchmark", STSB_URL, tuple(stsb), _stsb),
         *(
-            Source(f"SICK {s}", SICK_URL.format(s), (f"sts/SICK/SICK_{s}.txt",), _sick)
+            Source(f"SICK {s}", SICK_URL.format(s), (f"{sick}/SICK_{s}.txt",), _sick)
             for s in ("train", "trial", "test_annotated")
         ),
         Source(
@@ -199,12 +208,14 @@ def sources() -> list[Source]:
             _binclassif,
         ),
         *(
-            _file(f"SST2 {s}", SST_URL.format(s), f"transfer/SST/binary/sentiment-{s}")
+            _file(f"SST2 {s}", SST_URL.format(s), f"{_folder('SST2')}/binary/sentiment-{s}")
             for s in ("train", "dev", "test")
         ),
         *(
-            _file(f"TREC {n}", TREC_URL.format(n), f"transfer/TREC/{n}.label", no_quotes)
+            _file(f"TREC {n}", TREC_URL.format(n), f"{_folder('TREC')}/{n}.label", no_quotes)
             for n in ("train_5500", "TREC_10")
         ),
-        Source("MRPC", MRPC_URL, tuple(f"transfer/MRPC/{n}" for n in MRPC_MEMBERS.values()), _mrpc),
+        Source(
+            "MRPC", MRPC_URL, tuple(f"{_folder('MRPC')}/{n}" for n in MRPC_MEMBERS.values()), _mrpc
+        ),
     ]

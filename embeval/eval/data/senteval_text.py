@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable
 
-from embeval.eval.data.sts import DataError
+from embeval.eval.data.paths import DataError
 
 
 @functools.cache

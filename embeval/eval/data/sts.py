@@ -1,60 +1,26 @@
-"""STS tasks in SentEval layout: names, splits, protocols, and strict readers.
+"""STS readers in SentEval layout: splits, protocols, and strict readers of the pair files.
 
-A task only declares where its pairs live; scoring and metrics happen elsewhere.
+Which tasks exist (their folders, subsets, splits) is the task registry's business
+(`embeval.eval.data.tasks`); a reader only knows a file format. Scoring happens elsewhere.
 Readers fail with the file and line on anything malformed instead of guessing.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-STS_YEARS = {
-    "STS12": (
-        "STS12-en-test",
-        ["MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"],
-    ),
-    "STS13": ("STS13-en-test", ["FNWN", "headlines", "OnWN"]),
-    "STS14": (
-        "STS14-en-test",
-        ["deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"],
-    ),
-    "STS15": (
-        "STS15-en-test",
-        ["answers-forums", "answers-students", "belief", "headlines", "images"],
-    ),
-    "STS16": (
-        "STS16-en-test",
-        ["answer-answer", "headlines", "plagiarism", "postediting", "question-question"],
-    ),
-}
-STS_TASKS = (*STS_YEARS, "STSBenchmark", "SICKRelatedness")
-ALIASES = {
-    "stsb": "STSBenchmark",
-    "sts-b": "STSBenchmark",
-    "sts_b": "STSBenchmark",
-    "sick": "SICKRelatedness",
-    "sickr": "SICKRelatedness",
-    "sick-r": "SICKRelatedness",
-}
+from embeval.eval.data.paths import DataError, where_looked
+
 SPLITS = ("test", "dev", "train")
 PROTOCOLS = ("simcse", "mteb")
 # SentEval's preprocessed text (simcse) or the raw SemEval release (mteb).
 PROTOCOL_FOLDER = {"simcse": "sts", "mteb": "sts-raw"}
 STSB_FILES = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test.csv"}
 SICK_FILES = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
-PROJECT_DATA = Path(__file__).resolve().parents[3] / "data"
-SHARED_DATA = PROJECT_DATA.parents[1] / "shared" / "data"  # ../shared/data beside the project
-DATA_GROUPS = ("sts", "sts-raw", "transfer")
-
-
-class DataError(ValueError):
-    """Missing or malformed benchmark data; the message names the file and line."""
 
 
 @dataclass
@@ -85,47 +51,22 @@ class STSData:
         )
 
 
-def resolve_task(name: str, known: tuple[str, ...] = STS_TASKS) -> str:
-    """Canonical task name, case-insensitive, with aliases; unknown names get a suggestion."""
-    lookup = {t.lower(): t for t in known} | {k: v for k, v in ALIASES.items() if v in known}
-    key = name.strip().lower()
-    if key in lookup:
-        return lookup[key]
-    close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=0.5)
-    hint = f"; did you mean {lookup[close[0]]}?" if close else "."
-    raise DataError(f"unknown task {name!r}{hint} Known tasks: {', '.join(known)}")
+def load_sts(
+    task: str,
+    split: str = "test",
+    root: str | os.PathLike | None = None,
+    protocol: str = "simcse",
+) -> STSData:
+    """Load one STS task by name or alias (the registry's record says where its pairs live).
+    STS12–16 have only `test`; SICK-R under `mteb` is all 9,927 pairs."""
+    from embeval.eval.data import tasks  # the registry is built from the readers below
+
+    return tasks.load(tasks.resolve(task, kinds=("sts",)), split, root, protocol)
 
 
-def data_root(explicit: str | os.PathLike | None = None, *, search: bool = True) -> Path:
-    """--data DIR, else $EMBEVAL_DATA, else the project's data/ when it holds the data (sts/,
-    sts-raw/ or transfer/), else ../shared/data beside the project when it does, else data/.
-
-    The one rule: the Makefile asks this function too. `search=False` skips the shared copy,
-    for writing: downloads go to data/, never into a reference copy others read.
-    """
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("EMBEVAL_DATA")
-    if env:
-        return Path(env).expanduser()
-    for candidate in (PROJECT_DATA, SHARED_DATA) if search else ():
-        if any((candidate / g).is_dir() for g in DATA_GROUPS):
-            return candidate
-    return PROJECT_DATA
-
-
-def where_looked(root: Path) -> str:
-    """The rest of a 'no data found' message: why `root`, and where the default search looks."""
-    env = os.environ.get("EMBEVAL_DATA")
-    why = f"{root} is $EMBEVAL_DATA. " if env and Path(env).expanduser() == root else ""
-    return (
-        f"{why}Without --data or $EMBEVAL_DATA, embeval uses {PROJECT_DATA} when it holds "
-        f"{', '.join(g + '/' for g in DATA_GROUPS)}, else {SHARED_DATA} when it does."
-    )
-
-
-def sts_folder(root: Path, protocol: str = "simcse") -> Path:
+def sts_folder(root: str | os.PathLike, protocol: str = "simcse") -> Path:
     """The folder that holds STS12-en-test/ … for a protocol; `root` may be that folder itself."""
+    root = Path(root)
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     other = [p for p, folder in PROTOCOL_FOLDER.items() if folder == root.name and p != protocol]
@@ -144,38 +85,44 @@ def sts_folder(root: Path, protocol: str = "simcse") -> Path:
     )
 
 
-def load_sts(
-    task: str, split: str = "test", root: Path | None = None, protocol: str = "simcse"
+# ------------------------------------------------------------------ the registry's loaders
+# Each takes its task facts first (bound by the record), then (root, split, protocol).
+
+
+def read_year(
+    task: str, folder: str, subsets: tuple[str, ...], root, split: str, protocol: str
 ) -> STSData:
-    """Load one STS task. STS12–16 have only `test`; SICK-R under `mteb` is all 9,927 pairs."""
-    task = resolve_task(task)
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    folder = sts_folder(root or data_root(), protocol)
-    if task in STS_YEARS:
-        if split != "test":
-            raise DataError(f"{task} has only a test split (asked for {split!r})")
-        return _load_year(task, folder / STS_YEARS[task][0])
-    if task == "STSBenchmark":
-        return _load_stsb(folder / "STSBenchmark" / STSB_FILES[split], split)
-    sick = _sick_dir(folder, root or data_root())
+    """STS12–16: `<folder>/STS.input.<subset>.txt` (two tab-separated sentences) beside
+    `STS.gs.<subset>.txt` (one gold score per line; an empty line marks an unscored pair)."""
+    return _load_year(task, sts_folder(root, protocol) / folder, subsets)
+
+
+def read_stsb(task: str, folder: str, root, split: str, protocol: str) -> STSData:
+    """STS-B: `<folder>/sts-<split>.csv`, tab-separated, gold in field 5, sentences in 6 and 7."""
+    path = sts_folder(root, protocol) / folder / STSB_FILES[split]
+    return _load_stsb(task, path, split)
+
+
+def read_sick(task: str, folder: str, root, split: str, protocol: str) -> STSData:
+    """SICK: `<folder>/SICK_*.txt` with a header line; relatedness score in field 4."""
+    sick = _sick_dir(sts_folder(root, protocol), Path(root), folder)
     if protocol == "mteb":  # MTEB's SICK-R scores every pair of the three files
         if split != "test":
             raise DataError(
                 f"SICK-R under the mteb protocol is one test set (all 9,927 pairs, the three "
                 f"SICK files together); it has no {split!r} split"
             )
-        parts = [_load_sick(sick / SICK_FILES[s], s) for s in ("train", "dev", "test")]
+        parts = [_load_sick(task, sick / SICK_FILES[s], s) for s in ("train", "dev", "test")]
         return _concat(parts, task, "all")
-    return _load_sick(sick / SICK_FILES[split], split)
+    return _load_sick(task, sick / SICK_FILES[split], split)
 
 
-def _sick_dir(folder: Path, root: Path) -> Path:
+def _sick_dir(folder: Path, root: Path, name: str) -> Path:
     # sts-raw/ has no SICK copy; SentEval's (tokenized, cased) one serves both protocols.
-    for candidate in (folder / "SICK", root / "sts" / "SICK", root / "SICK"):
+    for candidate in (folder / name, root / "sts" / name, root / name):
         if candidate.is_dir():
             return candidate
-    raise DataError(f"no SICK data found: looked in {folder / 'SICK'} and {root / 'sts' / 'SICK'}")
+    raise DataError(f"no SICK data found: looked in {folder / name} and {root / 'sts' / name}")
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -205,9 +152,9 @@ def _sentence(value: str, path: Path, lineno: int, column: str) -> str:
     return value
 
 
-def _load_year(task: str, folder: Path) -> STSData:
+def _load_year(task: str, folder: Path, subsets: tuple[str, ...]) -> STSData:
     parts = []
-    for subset in STS_YEARS[task][1]:
+    for subset in subsets:
         inp, gs = folder / f"STS.input.{subset}.txt", folder / f"STS.gs.{subset}.txt"
         pairs, golds = _read_lines(inp), _read_lines(gs)
         if len(pairs) != len(golds):
@@ -228,7 +175,7 @@ def _load_year(task: str, folder: Path) -> STSData:
     return _concat(parts, task, "test")
 
 
-def _load_stsb(path: Path, split: str) -> STSData:
+def _load_stsb(task: str, path: Path, split: str) -> STSData:
     # Tab-separated despite .csv; quotes are literal text, so no csv module. Raw rows may carry
     # two extra source columns: fields 0-6 are the data.
     s1, s2, gold = [], [], []
@@ -239,12 +186,10 @@ def _load_stsb(path: Path, split: str) -> STSData:
         gold.append(_score(cols[4], path, i))
         s1.append(_sentence(cols[5], path, i, "sentence 1"))
         s2.append(_sentence(cols[6], path, i, "sentence 2"))
-    return STSData(
-        "STSBenchmark", split, s1, s2, np.array(gold), ["STSBenchmark"] * len(s1), [path]
-    )
+    return STSData(task, split, s1, s2, np.array(gold), [task] * len(s1), [path])
 
 
-def _load_sick(path: Path, split: str) -> STSData:
+def _load_sick(task: str, path: Path, split: str) -> STSData:
     lines = _read_lines(path)
     if not lines or not lines[0].startswith("pair_ID"):
         raise DataError(f"{path}:1: expected the SICK header line starting with 'pair_ID'")
@@ -258,9 +203,7 @@ def _load_sick(path: Path, split: str) -> STSData:
         s1.append(_sentence(cols[1], path, i, "sentence_A"))
         s2.append(_sentence(cols[2], path, i, "sentence_B"))
         gold.append(_score(cols[3].strip(), path, i))
-    return STSData(
-        "SICKRelatedness", split, s1, s2, np.array(gold), ["SICKRelatedness"] * len(s1), [path]
-    )
+    return STSData(task, split, s1, s2, np.array(gold), [task] * len(s1), [path])
 
 
 def _concat(parts: list[STSData], task: str, split: str) -> STSData:
@@ -273,12 +216,3 @@ def _concat(parts: list[STSData], task: str, split: str) -> STSData:
         [s for p in parts for s in p.subset],
         [f for p in parts for f in p.files],
     )
-
-
-def checksum(files: list[Path]) -> str:
-    """sha256 over the files' bytes, recorded in results so runs on different data don't mix."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()

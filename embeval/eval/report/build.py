@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 import embeval
-from embeval.eval.data.sts import STS_TASKS
+from embeval.eval.data import tasks as task_registry
 from embeval.eval.metrics import stats
 from embeval.eval.metrics.diagnostics import DIAGNOSTICS, formatted
 from embeval.eval.report import plots
@@ -153,7 +153,8 @@ def run_card(label: str, run: RunResult) -> RunCard:
         ("results file", str(run.path)),
     ]
     diag = [("measured on", str(d.get("source", "—"))), *formatted(d)]  # registry order
-    has_sts = any(t in STS_TASKS for t in run.tasks)
+    sts_tasks = [t.name for t in task_registry.group("sts")]
+    has_sts = any(t in sts_tasks for t in run.tasks)
     card = RunCard(label, run, facts, diag if d else [], has_sts)
     if not has_sts:  # nothing per pair to show (and no per-pair file to warn about)
         return card
@@ -162,7 +163,7 @@ def run_card(label: str, run: RunResult) -> RunCard:
     except ResultsError as exc:
         log.warning("%s", exc)
         return card
-    task = DIST_TASK if DIST_TASK in pairs else next((t for t in STS_TASKS if t in pairs), None)
+    task = DIST_TASK if DIST_TASK in pairs else next((t for t in sts_tasks if t in pairs), None)
     if task is not None and len(pairs[task].get("gold", ())) > 1:
         p = pairs[task]
         card.dist_task, card.dist_n, card.dist_pairs = task, len(p["gold"]), p

@@ -33,21 +33,14 @@ import os
 from pathlib import Path
 
 from embeval.core.fileio import atomic_write
+from embeval.eval.data.tasks import TASKS, mteb_task
 from embeval.results.files import ResultsError, RunResult
 
 log = logging.getLogger(__name__)
 FORMATS = ("mteb",)
-MTEB_VERSION = "2.26.24"  # the mteb release the layout and MTEB_TASKS were checked against
-# embeval task -> (MTEB task name, MTEB's dataset revision), from mteb's task metadata
-MTEB_TASKS = {
-    "STS12": ("STS12", "a0d554a64d88156834ff5ae9920b964011b16384"),
-    "STS13": ("STS13", "7e90230a92c190f1bf69ae9002b8cea547a64cca"),
-    "STS14": ("STS14", "6031580fec1f6af667f0bd2da0a551cf4f0b2375"),
-    "STS15": ("STS15", "ae752c7c21bf194d8b67fd573edf7ae58183cbe3"),
-    "STS16": ("STS16", "4d8694f8f0e0100860b497b999b3dbed754a0513"),
-    "STSBenchmark": ("STSBenchmark", "b0fddb56ed78048fa8b90373c8a3cfc37b684831"),
-    "SICKRelatedness": ("SICK-R", "20a6d6f312dd54037fe07a32d58e5e168867909d"),
-}
+# The mteb release the layout and the tasks' MTEB facts were checked against; each task's MTEB
+# name and dataset revision are facts of its record (embeval.eval.data.tasks).
+MTEB_VERSION = "2.26.24"
 
 
 def check_exportable(run: RunResult) -> None:
@@ -71,7 +64,10 @@ def check_exportable(run: RunResult) -> None:
 
 def task_result(run: RunResult, task: str) -> dict:
     """MTEB's TaskResult dict for one embeval STS task."""
-    name, revision = MTEB_TASKS[task]
+    record = mteb_task(task)
+    if record is None:
+        raise ResultsError(f"{task!r} has no MTEB counterpart (no mteb_name in its task record)")
+    name, revision = record.mteb_name, record.mteb_revision
     m = run.tasks[task]
     spearman, pearson = m["spearman"] / 100, m["pearson"] / 100
     return {
@@ -147,7 +143,7 @@ def model_meta(run: RunResult, out_dir: str | os.PathLike) -> dict:
 
 def not_exported(run: RunResult) -> list[str]:
     """Tasks of `run` that MTEB has no counterpart for (SentEval transfer tasks)."""
-    return [t for t in run.tasks if t not in MTEB_TASKS]
+    return [t for t in run.tasks if mteb_task(t) is None]
 
 
 def export_mteb(run: RunResult, out_dir: str | os.PathLike) -> list[Path]:
@@ -156,16 +152,16 @@ def export_mteb(run: RunResult, out_dir: str | os.PathLike) -> list[Path]:
 
     Tasks without an MTEB counterpart (SentEval transfer tasks) are skipped with a log line."""
     check_exportable(run)
-    tasks = [t for t in run.tasks if t in MTEB_TASKS]
+    tasks = [t for t in run.tasks if mteb_task(t) is not None]
     if skipped := not_exported(run):
         log.warning("no MTEB counterpart, not exported: %s", ", ".join(skipped))
     if not tasks:
-        known = ", ".join(MTEB_TASKS)
+        known = ", ".join(n for n, t in TASKS.items() if t.mteb_name)
         raise ResultsError(f"{run.path or run.name} has no STS task to export (MTEB: {known})")
     out, paths = Path(out_dir), []
     if out.exists() and not out.is_dir():
         raise ResultsError(f"--out {out} is a file; expected a folder")
-    files = {MTEB_TASKS[t][0] + ".json": task_result(run, t) for t in tasks}
+    files = {mteb_task(t).mteb_name + ".json": task_result(run, t) for t in tasks}
     files["model_meta.json"] = model_meta(run, out)  # last: the folder is loadable once it is in
     try:
         for name, content in files.items():

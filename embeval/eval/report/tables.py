@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embeval.eval.data.sts import STS_TASKS, STS_YEARS
+from embeval.eval.data import tasks as task_registry
 from embeval.eval.metrics import stats
 from embeval.results.files import ResultsError, RunResult
 
@@ -128,17 +128,23 @@ def _avg_stats(rows: list[Row], samples: dict[str, dict[str, np.ndarray]], paire
         if cell is None or cell.value is None:
             continue
         per = samples.get(r.label, {})
-        if not all(t in per for t in STS_TASKS):
+        avg_tasks = task_registry.simcse_avg_tasks()  # the tasks run.avg is the mean of
+        if not all(t in per for t in avg_tasks):
             continue
-        avg = np.mean([per[t] for t in STS_TASKS], axis=0)  # (B,)
+        avg = np.mean([per[t] for t in avg_tasks], axis=0)  # (B,)
         cell.ci = stats.percentile_ci(avg)
         base = rows[0]
         if not r.baseline and r.label in paired_all and base.cells[AVG].value is not None:
-            base_avg = np.mean([samples[base.label][t] for t in STS_TASKS], axis=0)
+            base_avg = np.mean([samples[base.label][t] for t in avg_tasks], axis=0)
             cell.p = stats.paired_p_value(avg, base_avg, cell.delta)
 
 
 # ---------------------------------------------------------------- tables
+def _sts_names() -> list[str]:
+    """The registered STS tasks, in registry order: the main table's columns."""
+    return [t.name for t in task_registry.group("sts")]
+
+
 def _mark_best(rows: list[Row], columns: list[str]) -> None:
     for col in columns:
         vals = [r.cells[col].value for r in rows if r.cells[col].value is not None]
@@ -162,7 +168,7 @@ def sts_table(
 ) -> Table:
     """Main table of one group: STS tasks only, baseline row first."""
     group = sorted(group, key=lambda lr: lr[0] != baseline)  # stable: baseline first
-    columns = [t for t in STS_TASKS if any(t in r.tasks for _, r in group)]
+    columns = [t for t in _sts_names() if any(t in r.tasks for _, r in group)]
     if any(r.avg is not None for _, r in group):
         columns.append(AVG)
     rows = []
@@ -226,7 +232,7 @@ def pearson_table(rows: list[Row], tasks: list[str]) -> Table | None:
 def subset_tables(rows: list[Row]) -> dict[str, tuple[list[str], list[Row]]]:
     """Per-subset Spearman of STS12–16 (MSRpar, headlines, ...): {task: (subsets, rows)}."""
     out = {}
-    for task in STS_YEARS:
+    for task in [t.name for t in task_registry.group("sts") if t.subsets]:
         names = list(
             dict.fromkeys(
                 s for r in rows for s in (r.run.tasks.get(task) or {}).get("subsets", {}) or {}
@@ -255,7 +261,7 @@ def other_table(rows: list[Row]) -> Table | None:
             t
             for r in rows
             for t, m in r.run.tasks.items()
-            if t not in STS_TASKS and isinstance(m, dict) and "accuracy" in m
+            if t not in _sts_names() and isinstance(m, dict) and "accuracy" in m
         )
     )
     if not columns:

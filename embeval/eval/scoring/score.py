@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -17,16 +18,9 @@ import numpy as np
 
 import embeval
 from embeval.core.checkpoint import DEFAULT_CHECKPOINT
-from embeval.eval.data.sts import (
-    STS_TASKS,
-    STS_YEARS,
-    DataError,
-    STSData,
-    checksum,
-    data_root,
-    load_sts,
-    resolve_task,
-)
+from embeval.eval.data import tasks as task_registry
+from embeval.eval.data.paths import DataError, checksum, data_root
+from embeval.eval.data.sts import STSData
 from embeval.eval.encoders.transformer import Encoder
 from embeval.eval.metrics import similarity as metrics
 from embeval.eval.metrics.diagnostics import measure as measure_diagnostics
@@ -37,22 +31,11 @@ log = logging.getLogger(__name__)
 DIAGNOSTIC_TASK = "STSBenchmark"
 
 
-TASK_GROUPS = {"sts": STS_TASKS, "transfer": transfer.TRANSFER_TASKS}
-
-
 def select_tasks(names: Sequence[str] | None, split: str, protocol: str = "simcse") -> list[str]:
     """Canonical task names (groups `sts`, `transfer` expand); default: STS tasks with `split`
-    (MTEB's SICK-R is one test set, so it has no dev or train split there)."""
-    if not names:
-        no_split = set(STS_YEARS) | ({"SICKRelatedness"} if protocol == "mteb" else set())
-        return [t for t in STS_TASKS if split == "test" or t not in no_split]
-    known = (*STS_TASKS, *transfer.TRANSFER_TASKS)
-    out = [
-        t
-        for n in names
-        for t in TASK_GROUPS.get(n.strip().lower(), None) or [resolve_task(n, known)]
-    ]
-    return list(dict.fromkeys(out))
+    (MTEB's SICK-R is one test set, so it has no dev or train split there). The records:
+    `embeval.eval.data.tasks.select`."""
+    return [t.name for t in task_registry.select(names, split, protocol)]
 
 
 def _check_correlatable(task: str, d, limit: int) -> None:
@@ -74,7 +57,7 @@ def score(
     encoder: Encoder,
     tasks: Sequence[str] | None = None,
     split: str = "test",
-    root: Path | None = None,
+    root: str | os.PathLike | None = None,
     protocol: str = "simcse",
     limit: int | None = None,
     name: str | None = None,
@@ -90,15 +73,18 @@ def score(
     root = data_root(root)
     if limit is not None and limit < 2:
         raise DataError(f"--limit must be at least 2 pairs (a correlation needs two), got {limit}")
-    names = select_tasks(tasks, split, protocol)
-    clf_names = [t for t in names if t in transfer.TRANSFER_TASKS]
+    specs = {t.name: t for t in task_registry.select(tasks, split, protocol)}
+    if other := [t.name for t in specs.values() if t.kind not in ("sts", "transfer")]:
+        raise DataError(f"{', '.join(other)}: score has no scorer for their kind yet")
+    clf_names = [t.name for t in specs.values() if t.kind == "transfer"]
     if clf_names and split != "test":
         raise DataError(
             f"transfer tasks ({', '.join(clf_names)}) use SentEval's own train/dev/test or "
             f"cross-validation; score them with --split test, not {split!r}"
         )
-    data = {t: load_sts(t, split, root, protocol) for t in names if t not in clf_names}
-    clf_data = {t: transfer.load_transfer(t, root) for t in clf_names}
+    load = task_registry.load
+    data = {n: load(t, split, root, protocol) for n, t in specs.items() if t.kind == "sts"}
+    clf_data = {n: load(t, split, root, protocol) for n, t in specs.items() if n in clf_names}
     cut: list[str] = []  # tasks --limit actually shortened: only those make a run partial
     if limit:
         full = {**data, **clf_data}
@@ -130,7 +116,7 @@ def score(
     results, pairs = {}, {}
     for task, d in data.items():
         sim = metrics.pair_cosine(vectors(d.s1), vectors(d.s2))
-        results[task] = _task_metrics(task, d, sim)
+        results[task] = _task_metrics(specs[task], d, sim)
         pairs[task] = {
             "sim": sim,
             "gold": d.gold,
@@ -140,9 +126,10 @@ def score(
         }
     for task, d in clf_data.items():  # SentEval transfer: a classifier on frozen embeddings
         results[task] = transfer.evaluate(d, vectors, transfer_config)
-    avg = None
-    if all(t in results for t in STS_TASKS) and split == "test":
-        avg = metrics.simcse_average([results[t]["spearman"] for t in STS_TASKS])
+    avg = None  # over the tasks flagged in the registry, when all of them ran: a new task
+    avg_tasks = task_registry.simcse_avg_tasks()  # cannot move the figure papers compare
+    if avg_tasks and all(t in results for t in avg_tasks) and split == "test":
+        avg = metrics.simcse_average([results[t]["spearman"] for t in avg_tasks])
     diag_metrics = _diagnostics(diag, vectors) if diag else {}
     t3 = time.perf_counter()
 
@@ -192,9 +179,9 @@ def _sizes(d) -> list[int]:
     return [len(s) for s in d.splits.values()] if hasattr(d, "splits") else [len(d)]
 
 
-def _task_metrics(task: str, d: STSData, sim: np.ndarray) -> dict:
+def _task_metrics(task: task_registry.Task, d: STSData, sim: np.ndarray) -> dict:
     out = {"split": d.split, "n": len(d)}
-    if task in STS_YEARS:  # primary = `all`, as SimCSE tables and MTEB report
+    if task.subsets:  # STS12-16: primary = `all`, as SimCSE tables and MTEB report
         agg = metrics.sts_aggregates(sim, d.gold, d.subset)
         return {**out, **agg["aggregates"]["all"], **agg}
     return {**out, **metrics.correlations(sim, d.gold)}

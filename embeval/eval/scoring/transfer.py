@@ -11,9 +11,8 @@ scikit-learn path (``usepytorch=False``), as SimCSE (Gao et al. 2021) reports it
   of train, scored on test (`KFoldClassifier`); MRPC's features are [|u-v|, u*v], and it also
   reports F1 of the paraphrase class.
 Classifier: `LogisticRegression(C, random_state=1111)` with scikit-learn's defaults, as SentEval.
-Examples are ordered as SentEval orders them (by token count, then label) before the folds are
-drawn, so fold membership matches SentEval's. Text is SentEval's: tokens re-joined by single
-spaces; an empty line becomes "." as SentEval's example batchers do. Figures are x100.
+Figures are x100. The tasks' data and readers (in SentEval's order and text) are
+`embeval.eval.data.transfer`'s; which tasks exist and which make the average, the registry's.
 """
 
 from __future__ import annotations
@@ -22,25 +21,16 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from embeval.eval.data.sts import DataError, data_root, where_looked
+from embeval.eval.data import tasks as task_registry
+from embeval.eval.data.paths import DataError
+from embeval.eval.data.transfer import Split, TransferData
 
 log = logging.getLogger(__name__)
-
-TRANSFER_TASKS = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
-CV_TASKS = {  # task -> (folder, file of label 1, file of label 0), as SentEval's loaders
-    "MR": ("MR", "rt-polarity.pos", "rt-polarity.neg"),
-    "CR": ("CR", "custrev.pos", "custrev.neg"),
-    "SUBJ": ("SUBJ", "subj.objective", "subj.subjective"),
-    "MPQA": ("MPQA", "mpqa.pos", "mpqa.neg"),
-}
-TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")  # SentEval's tgt2idx order
-SPLIT_LABEL = {"cv": "10-fold CV"}
 
 
 @dataclass(frozen=True)
@@ -56,179 +46,6 @@ class TransferConfig:
     # job per (fold, C), library thread defaults (the reference the benchmark compares with).
     # Same fits either way: results are equal (tests/test_transfer.py, bench_transfer --compare).
     fast: bool = True
-
-
-@dataclass
-class Split:
-    """Examples of one split: sentences (and second sentences for pair tasks), integer labels."""
-
-    x: list[str]
-    y: np.ndarray  # (N,) int64
-    x2: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def head(self, n: int) -> Split:
-        """The first examples of every class in turn (order kept), n in all: `--limit`."""
-        rank = np.zeros(len(self.y), np.int64)  # position of each example within its class
-        for c in np.unique(self.y):
-            rank[self.y == c] = np.arange(int((self.y == c).sum()))
-        keep = np.sort(np.lexsort((np.arange(len(self.y)), rank))[:n])
-        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-        return Split(pick(self.x), self.y[keep], pick(self.x2) if self.x2 is not None else None)
-
-
-@dataclass
-class TransferData:
-    """One task: its class names (index = label) and splits ("all" for the CV tasks)."""
-
-    task: str
-    classes: tuple[str, ...]
-    splits: dict[str, Split]
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def split_label(self) -> str:
-        return SPLIT_LABEL["cv"] if "all" in self.splits else "test"
-
-    def sentences(self) -> list[str]:
-        out = [s for sp in self.splits.values() for s in sp.x]
-        return out + [s for sp in self.splits.values() for s in (sp.x2 or [])]
-
-    def head(self, n: int) -> TransferData:
-        """At most n examples of each split, classes balanced, in SentEval's order: `--limit`."""
-        return replace(self, splits={k: v.head(n) for k, v in self.splits.items()})
-
-
-# ---------------------------------------------------------------------------------- readers
-
-
-def transfer_folder(root: Path | None = None) -> Path:
-    """`<root>/transfer`, or `root` itself when it holds the task folders."""
-    root = data_root(root)
-    for candidate in (root / "transfer", root):
-        if any((candidate / f).is_dir() for f in ("MR", "SST", "TREC", "MRPC")):
-            return candidate
-    raise DataError(
-        f"no SentEval transfer data found: looked in {root / 'transfer'} and {root}. "
-        f"{where_looked(root)} Run `embeval data download`, or point --data / $EMBEVAL_DATA "
-        "at a folder holding transfer/."
-    )
-
-
-def load_transfer(task: str, root: Path | None = None) -> TransferData:
-    """Read one transfer task from the SentEval layout (see the data README for formats)."""
-    from embeval.eval.data.sts import resolve_task
-
-    task = resolve_task(task, TRANSFER_TASKS)
-    folder = transfer_folder(root)
-    if task in CV_TASKS:
-        return _load_binary(task, folder)
-    return {"SST2": _load_sst2, "TREC": _load_trec, "MRPC": _load_mrpc}[task](folder)
-
-
-def _read(path: Path, encoding: str) -> list[str]:
-    try:
-        return path.read_text(encoding=encoding).splitlines()
-    except FileNotFoundError:
-        raise DataError(f"missing data file {path}; run `embeval data download`") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not {encoding} text ({exc})") from exc
-
-
-def _text(s: str) -> str:
-    return " ".join(s.split()) or "."  # SentEval tokens re-joined; empty -> "." (SentEval bow.py)
-
-
-def _sentevalsorted(x, y, x2=None) -> Split:
-    """SentEval sorts each split by (token count, label) before encoding and drawing folds;
-    `x`, `x2` are raw lines, returned as SentEval text."""
-    y = np.asarray(y, dtype=np.int64)
-    n1 = [len(s.split()) for s in x]
-    n2 = [len(s.split()) for s in x2] if x2 is not None else [0] * len(x)
-    order = sorted(range(len(x)), key=lambda i: (n1[i], n2[i], y[i]))
-    return Split(
-        [_text(x[i]) for i in order],
-        y[order],
-        [_text(x2[i]) for i in order] if x2 is not None else None,
-    )
-
-
-def _load_binary(task: str, folder: Path) -> TransferData:
-    sub, pos_name, neg_name = CV_TASKS[task]
-    pos_path, neg_path = folder / sub / pos_name, folder / sub / neg_name
-    pos = _read(pos_path, "latin-1")  # SentEval reads these as latin-1
-    neg = _read(neg_path, "latin-1")
-    for path, rows in ((pos_path, pos), (neg_path, neg)):
-        if not rows:
-            raise DataError(f"{task}: class file {path} is empty; every class needs examples")
-    split = _sentevalsorted(pos + neg, [1] * len(pos) + [0] * len(neg))
-    classes = (neg_name.rsplit(".", 1)[-1], pos_name.rsplit(".", 1)[-1])
-    return TransferData(task, classes, {"all": split}, [pos_path, neg_path])
-
-
-def _label(value: str, known: Sequence[str], path: Path, lineno: int) -> int:
-    if value not in known:
-        raise DataError(
-            f"{path}:{lineno}: unknown class label {value!r}; expected one of {', '.join(known)}"
-        )
-    return list(known).index(value)
-
-
-def _load_sst2(folder: Path) -> TransferData:
-    splits, files = {}, []
-    for split in ("train", "dev", "test"):
-        path = folder / "SST" / "binary" / f"sentiment-{split}"
-        x, y = [], []
-        for i, line in enumerate(_read(path, "utf-8"), start=1):
-            cols = line.strip().split("\t")
-            if len(cols) < 2:
-                raise DataError(f"{path}:{i}: missing label column; expected sentence<TAB>0|1")
-            x.append(cols[0])
-            y.append(_label(cols[1].strip(), ("0", "1"), path, i))
-        splits[split], files = _sentevalsorted(x, y), [*files, path]
-    return TransferData("SST2", ("negative", "positive"), splits, files)
-
-
-def _load_trec(folder: Path) -> TransferData:
-    splits, files = {}, []
-    for split, name in (("train", "train_5500.label"), ("test", "TREC_10.label")):
-        path = folder / "TREC" / name
-        x, y = [], []
-        for i, line in enumerate(_read(path, "latin-1"), start=1):
-            target, sep, rest = line.strip().partition(":")
-            question = rest.split(" ", 1)[1] if " " in rest else ""
-            if not sep or not question.strip():
-                raise DataError(
-                    f"{path}:{i}: missing label column; expected 'COARSE:fine question'"
-                )
-            x.append(question)
-            y.append(_label(target, TREC_CLASSES, path, i))
-        splits[split], files = _sentevalsorted(x, y), [*files, path]
-    return TransferData("TREC", TREC_CLASSES, splits, files)
-
-
-def _load_mrpc(folder: Path) -> TransferData:
-    splits, files = {}, []
-    for split in ("train", "test"):
-        path = folder / "MRPC" / f"msr_paraphrase_{split}.txt"
-        lines = _read(path, "utf-8-sig")  # the files start with a BOM
-        if not lines or not lines[0].startswith("Quality"):
-            raise DataError(f"{path}:1: expected the MRPC header line starting with 'Quality'")
-        a, b, y = [], [], []
-        for i, line in enumerate(lines[1:], start=2):
-            cols = line.strip("\r\n").split("\t")
-            if len(cols) < 5:
-                raise DataError(
-                    f"{path}:{i}: expected 5 tab-separated fields (Quality, #1 ID, #2 ID, "
-                    f"#1 String, #2 String), got {len(cols)}"
-                )
-            y.append(_label(cols[0].strip(), ("0", "1"), path, i))
-            a.append(cols[3])
-            b.append(cols[4])
-        splits[split], files = _sentevalsorted(a, y, b), [*files, path]
-    return TransferData("MRPC", ("not paraphrase", "paraphrase"), splits, files)
 
 
 # ------------------------------------------------------------------------------- classifier
@@ -407,7 +224,7 @@ def evaluate(
     if "all" in sp:
         out = inner_kfold(embed(sp["all"].x), sp["all"].y, task, classes, cfg, timings)
         return {"split": data.split_label, **out}
-    if task == "SST2":
+    if "dev" in sp:  # SST2: SentEval's own dev split picks C
         xs = [embed(sp[k].x) for k in ("train", "dev", "test")]
         out = split_classifier(sp["train"], sp["dev"], sp["test"], xs, task, classes, cfg, timings)
     elif sp["train"].x2 is not None:  # MRPC: [|u-v|, u*v]
@@ -427,7 +244,9 @@ def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:  # (N, D), (N, D)
 
 
 def transfer_average(tasks: dict[str, dict]) -> float | None:
-    """Mean accuracy of the seven tasks (each rounded to two decimals), when all seven ran."""
-    if not all(t in tasks for t in TRANSFER_TASKS):
+    """Mean accuracy (each rounded to two decimals) of the tasks the registry flags
+    `in_transfer_avg` (SimCSE's seven), when all of them ran; other tasks never count."""
+    names = task_registry.transfer_avg_tasks()
+    if not names or not all(t in tasks for t in names):
         return None
-    return float(np.mean([round(tasks[t]["accuracy"], 2) for t in TRANSFER_TASKS]))
+    return float(np.mean([round(tasks[t]["accuracy"], 2) for t in names]))

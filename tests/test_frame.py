@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from report_fixtures import BowEncoder, edit_json, scored_run, synthetic_run
 
-from embeval.eval.data.sts import STS_TASKS
+from embeval.eval.data.tasks import simcse_avg_tasks
 from embeval.eval.metrics import stats
 from embeval.eval.report import build as report
 from embeval.results import load_run, to_frame
@@ -70,7 +70,7 @@ def test_intervals_are_the_report_s(two_runs):
     r = report.build(list(two_runs), n_boot=B, seed=3, figures=False)
     (table,) = r.tables
     for row in table.rows:
-        for task in [*STS_TASKS, "Avg"]:
+        for task in [*simcse_avg_tasks(), "Avg"]:
             got = one(df, run=row.label, task=task, subset="all", metric="spearman")
             assert (got.ci_low, got.ci_high) == pytest.approx(row.cells[task].ci, abs=1e-9)
     other_seed = to_frame(two_runs[1], n_boot=B, seed=4)  # not a vacuous agreement:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from embeval.eval.data.sts import STS_TASKS
+from embeval.eval.data.tasks import simcse_avg_tasks
 from embeval.eval.metrics import stats
 from embeval.results.files import ResultsError, RunResult, load_runs
 from embeval.results.records import STSScore
@@ -92,8 +92,9 @@ def run_rows(label: str, run: RunResult, n_boot: int, seed: int) -> list[tuple]:
                 ]
     if run.avg is not None:  # the report's rule: an interval when all seven tasks have pairs
         ci = NO_CI
-        if all(t in samples for t in STS_TASKS):
-            ci = stats.percentile_ci(np.mean([samples[t] for t in STS_TASKS], axis=0))
+        avg_tasks = simcse_avg_tasks()
+        if all(t in samples for t in avg_tasks):
+            ci = stats.percentile_ci(np.mean([samples[t] for t in avg_tasks], axis=0))
         rows.append((label, AVG, ALL, split, "spearman", run.avg, *ci))
     if run.transfer_avg is not None:
         rows.append((label, AVG, ALL, "test", "accuracy", run.transfer_avg, *NO_CI))

@@ -89,8 +89,10 @@ class TrainConfig:
     def validate(self) -> None:
         get_loss(self.loss)
         for name in ("pooler", "eval_pooler"):
-            if getattr(self, name) not in POOLERS:
-                raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {POOLERS}")
+            try:  # a registered name or user code; unknown names get a "did you mean"
+                POOLERS.get(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
         for name in ("batch_size", "max_length", "eval_steps", "log_steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -46,12 +46,6 @@ class Center:
         return x - self.mean
 
 
-class CenterOnFile(Center):
-    """Center, fitted on a file of sentences (its path set by the test)."""
-
-    fit_on = ""
-
-
 @pytest.fixture
 def center():
     POSTPROCESSORS.add("center-test", Center)
@@ -68,19 +62,20 @@ class Raw(FakeEncoder):
         return x * scale
 
 
-def test_normalize_equals_the_old_in_model_normalisation():
-    """The old path: torch.nn.functional.normalize on each batch (sentence-transformers'
-    Normalize). The wrapper gives the same vectors, unit norms, and the same cosines as the raw
-    vectors."""
-    sents = ["a b", "c d e", "f", "g h i j"]
-    raw = Raw().encode(sents)
-    got = PostProcessed(Raw(), "normalize").encode(sents)
+@pytest.mark.parametrize("dim", [384, 100, 16])
+def test_normalize_equals_the_old_in_model_normalisation(dim):
+    """The old path: torch.nn.functional.normalize on each batch inside the encoder (as
+    sentence-transformers' Normalize). The wrapper gives the same vectors bit for bit (transfer
+    classifiers move on 1-ulp changes), unit norms, and the cosines of the raw vectors."""
+    sents = [f"sentence {i} " + "w" * (i % 7) for i in range(300)]
+    raw = Raw(dim).encode(sents)
+    got = PostProcessed(Raw(dim), "normalize").encode(sents)
     old = torch.nn.functional.normalize(torch.from_numpy(raw), dim=-1).numpy()
-    np.testing.assert_allclose(got, old, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got, old)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-6)
-    cos = (raw[:2] * raw[2:]).sum(1) / np.linalg.norm(raw[:2], axis=1)
-    cos /= np.linalg.norm(raw[2:], axis=1)
-    np.testing.assert_allclose((got[:2] * got[2:]).sum(1), cos, atol=1e-6)
+    cos = (raw[:150] * raw[150:]).sum(1) / np.linalg.norm(raw[:150], axis=1)
+    cos /= np.linalg.norm(raw[150:], axis=1)
+    np.testing.assert_allclose((got[:150] * got[150:]).sum(1), cos, atol=1e-6)
     assert Normalize().transform(np.zeros((1, 3), np.float32)).tolist() == [[0, 0, 0]]
 
 
@@ -157,12 +152,15 @@ def test_a_post_processor_fitted_on_a_file(tiny_data, tmp_path):
     run's ranks all take part), the mean is theirs for every task, and the size is recorded."""
     fit = tmp_path / "fit.txt"
     fit.write_text("one sentence\n\nanother one\nand a third\n")
-    unit = type("CenterOnFit", (CenterOnFile,), {"fit_on": str(fit)})
+    unit = type("CenterOnFile", (Center,), {"fit_on": str(fit)})
     POSTPROCESSORS.add("center-file-test", unit)
     try:
         inner = Raw()
         enc = PostProcessed(inner, "center-file-test")
         run = score(enc, ["STSBenchmark"], root=tiny_data)
+        fit.rename(tmp_path / "gone.txt")
+        with pytest.raises(ValueError, match="neither 'target' nor an existing file"):
+            PostProcessed(inner, "center-file-test")
     finally:
         POSTPROCESSORS.remove("center-file-test")
     assert len(inner.calls) == 1 and "another one" in inner.calls[0]  # one encode call

@@ -37,18 +37,9 @@ from embeval.registry import UnknownUnit
 log = logging.getLogger(__name__)
 
 
-def pool(
-    mode: str,
-    mask: torch.Tensor,  # (B, T) 1 for real tokens
-    hidden_states: tuple[torch.Tensor, ...],  # L+1 x (B, T, H); [0] is the embedding output
-    pooler_output: torch.Tensor | None,  # (B, H) the backbone's dense+tanh over [CLS]
-) -> torch.Tensor:  # (B, H)
-    """Pool token states into one vector per sentence with pooler `mode` (see
-    `embeval.core.poolers`: SimCSE's five, or user code as package.module:function)."""
-    return _pooler(mode)(mask, hidden_states, pooler_output)
-
-
 def _pooler(name: str):
+    """The pooler function `name` resolves to (`embeval.core.poolers`: SimCSE's five, or user
+    code as package.module:function)."""
     try:
         return POOLERS.get(name)
     except UnknownUnit as exc:

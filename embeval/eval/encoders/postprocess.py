@@ -3,8 +3,9 @@
 Each post-processor is one unit in `POSTPROCESSORS`: a class whose instances have
 - ``fit_on``: None when there is nothing to learn (applied row by row, e.g. Normalize);
   ``"target"``: fitted on the sentences being scored, in `score` those of each task on its own
-  (so task A's statistics never touch task B's vectors); or the path of a UTF-8 text file of
-  sentences, one a line, fitted on their vectors;
+  (an STS task: both sides of its scored pairs; a transfer task: all its sentences), so task A's
+  statistics never touch task B's vectors; or the path of a UTF-8 text file of sentences, one a
+  line, fitted on their vectors;
 - ``fit(x (N, D)) -> a fitted instance`` (only when fit_on is set; returns a new object);
 - ``transform(x (M, D)) -> (M, D)``.
 A plain function ``(N, D) -> (N, D)`` is a post-processor without fitting. Your own runs without

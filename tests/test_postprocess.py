@@ -245,3 +245,27 @@ def test_help_lists_post_processors():
     text = " ".join(res.output.split())
     assert "normalize: Unit length: x / max(||x||, 1e-12) per row" in text
     assert "package.module:name" in text
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_training_evaluation_builds_the_score_chain(tiny_data, monkeypatch, normalize):
+    """The Trainer's STS-B dev scorer encodes through build_encoder, as `embeval score` will
+    encode the saved checkpoint: Normalize when the checkpoints will declare it, never cached
+    (the weights change as it trains)."""
+    import embeval.eval.scoring.score as score_mod
+    from embeval.cli import train as cli_train
+    from embeval.core.model import SentenceModel, random_tiny
+
+    seen, real = [], score_mod.score
+
+    def spy(encoder, *a, **k):
+        seen.append(encoder.describe())
+        return real(encoder, *a, **k)
+
+    monkeypatch.setattr(score_mod, "score", spy)
+    backbone, tok = random_tiny(seed=0)
+    evaluate = cli_train.stsb_dev_evaluator(tok, tiny_data, "cpu", 8, normalize=normalize)
+    got = evaluate(SentenceModel(backbone, "avg").eval())
+    assert set(got) == {"stsb_dev", "alignment", "uniformity"}
+    assert seen[0]["normalize"] is normalize and "cache_dir" not in seen[0]
+    assert seen[0]["postprocess"] == [{"name": "normalize", "fit_on": None}] * normalize

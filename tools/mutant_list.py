@@ -378,6 +378,14 @@ MUTANTS: list[Mutant] = [
         "the checkpoint's Normalize module dropped from the encoder chain",
     ),
     Mutant(
+        "train-eval-without-normalize",
+        "embeval/cli/train.py",
+        "            normalize=normalize,\n",
+        "            normalize=False,\n",
+        ("tests/test_postprocess.py::test_training_evaluation_builds_the_score_chain",),
+        "the dev score in training skips the Normalize `embeval score` applies to the checkpoint",
+    ),
+    Mutant(
         "score-fits-on-the-whole-run",
         SCORE,
         "vectors = task_vectors(task, [*d.s1, *d.s2])",

@@ -35,8 +35,8 @@ def main() -> None:
     from embeval.core.model import default_checkpoint_path
     from embeval.eval.data.sts import load_sts
     from embeval.eval.data.tasks import simcse_avg_tasks
-    from embeval.eval.encoders.cache import CachedEncoder
-    from embeval.eval.encoders.transformer import TransformerEncoder, pick_device
+    from embeval.eval.encoders.chain import build_encoder
+    from embeval.eval.encoders.transformer import pick_device
     from embeval.eval.scoring.score import score
 
     device = str(pick_device(args.device))
@@ -57,12 +57,12 @@ def main() -> None:
     t_st = time.perf_counter() - t
 
     with tempfile.TemporaryDirectory() as cache:
-        enc = TransformerEncoder.from_checkpoint(
-            batch_size=args.batch_size, device=args.device, progress=False
+        enc = build_encoder(
+            batch_size=args.batch_size, device=args.device, progress=False, cache_dir=cache
         )
         enc.encode(["warm up"])
         t = time.perf_counter()
-        run = score(CachedEncoder(enc, cache), root=Path(args.data))
+        run = score(enc, root=Path(args.data))
         t_cold = time.perf_counter() - t
 
         cmd = [

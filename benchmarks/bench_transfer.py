@@ -77,16 +77,14 @@ def compare(args) -> None:
     from embeval.cli.score import align_rows
     from embeval.eval.data import tasks as registry
     from embeval.eval.data.transfer import load_transfer
-    from embeval.eval.encoders.cache import CachedEncoder
-    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.encoders.chain import build_encoder
     from embeval.eval.scoring.transfer import TransferConfig, evaluate
 
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     one = lambda n: [registry.resolve(n, kinds=("transfer",))]  # noqa: E731
     tasks = [t.name for n in names for t in (registry.group(n) if n == "transfer" else one(n))]
-    enc = TransformerEncoder.from_checkpoint(batch_size=args.batch_sizes[0], progress=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cached = CachedEncoder(enc, args.cache or tmp)
+        cached = build_encoder(batch_size=args.batch_sizes[0], cache_dir=args.cache or tmp)
         data, vecs = {}, {}
         for task in tasks:
             d = load_transfer(task, Path(args.data))
@@ -164,7 +162,7 @@ def main() -> None:
     import torch
 
     from embeval.cli import format_table
-    from embeval.eval.encoders.cache import CachedEncoder
+    from embeval.eval.encoders.chain import build_encoder
     from embeval.eval.encoders.transformer import TransformerEncoder
     from embeval.eval.scoring.score import score
     from embeval.eval.scoring.transfer import TransferConfig
@@ -178,14 +176,16 @@ def main() -> None:
     )
     model = TransformerEncoder.from_checkpoint(device=args.device, progress=True)
 
-    def encoder(batch_size: int) -> TransformerEncoder:  # one loaded model for every batch size
-        return TransformerEncoder(
-            model._ensure_loaded(),
-            model.tokenizer,
-            model.info,
+    def encoder(batch_size: int, cache: str | None = None):  # one loaded model for all sizes
+        return build_encoder(
+            model=model._ensure_loaded(),
+            tokenizer=model.tokenizer,
+            info=model.info,
             batch_size=batch_size,
             device=args.device,
             progress=True,
+            cache_dir=cache,
+            no_cache=cache is None,
         )
 
     def run(enc, label: str):
@@ -208,8 +208,8 @@ def main() -> None:
 
     first, *others = args.batch_sizes
     with tempfile.TemporaryDirectory() as cache:
-        cold = run(CachedEncoder(encoder(first), cache), f"batch {first} cold")
-        warm = run(CachedEncoder(encoder(first), cache), f"batch {first} warm")
+        cold = run(encoder(first, cache), f"batch {first} cold")
+        warm = run(encoder(first, cache), f"batch {first} warm")
     assert cold.tasks == warm.tasks, "warm run differs from cold run"
     runs = {first: cold, **{b: run(encoder(b), f"batch {b} uncached") for b in others}}
     print(format_table(cold))

@@ -10,11 +10,10 @@ which is also what `embeval score --tasks transfer` encodes.
 Example::
 
     import senteval
-    from embeval.eval.encoders.cache import CachedEncoder
-    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.encoders.chain import build_encoder
     from embeval.senteval import batcher, prepare, senteval_params
 
-    encoder = CachedEncoder(TransformerEncoder.from_checkpoint("runs/my-simcse"), "~/.cache/emb")
+    encoder = build_encoder("runs/my-simcse", cache_dir="~/.cache/emb")  # as `embeval score`
     params = senteval_params(encoder, task_path="SentEval/data")  # kfold 10, sklearn classifier
     se = senteval.engine.SE(params, batcher, prepare)
     print(se.eval(["MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC", "STSBenchmark"]))
@@ -64,14 +63,15 @@ def senteval_text(tokens: Sequence[str | bytes]) -> str:
 def _encoder(params) -> Encoder:
     enc = params.get(ENCODER_KEY)
     if enc is None and params.get(CHECKPOINT_KEY):
-        from embeval.eval.encoders.cache import CachedEncoder
-        from embeval.eval.encoders.transformer import TransformerEncoder
+        from embeval.eval.encoders.chain import build_encoder
 
-        enc = TransformerEncoder.from_checkpoint(
-            params[CHECKPOINT_KEY], pooler=params.get("embeval_pooler"), progress=False
+        enc = build_encoder(
+            params[CHECKPOINT_KEY],
+            pooler=params.get("embeval_pooler"),
+            progress=False,
+            cache_dir=params.get("embeval_cache_dir"),
+            no_cache=not params.get("embeval_cache_dir"),
         )
-        if params.get("embeval_cache_dir"):
-            enc = CachedEncoder(enc, params["embeval_cache_dir"])
         params[ENCODER_KEY] = enc
     if enc is None or not hasattr(enc, "encode"):
         raise ValueError(

@@ -65,10 +65,11 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm():
-    """The packaged all-MiniLM-L6-v2 as an uncached TransformerEncoder, loaded once."""
-    from embeval.eval.encoders.transformer import TransformerEncoder
+    """The packaged all-MiniLM-L6-v2 as `embeval score` encodes it (its Normalize module
+    included), uncached, loaded once. `.model`, `.info`, ... are the TransformerEncoder's."""
+    from embeval.eval.encoders.chain import build_encoder
 
-    return TransformerEncoder.from_checkpoint(progress=False, batch_size=64)
+    return build_encoder(progress=False, batch_size=64, no_cache=True)
 
 
 def write_tiny_sts(root: Path) -> Path:

@@ -106,24 +106,39 @@ def test_cuda_bf16_close_to_fp32(tiny):
 @pytest.mark.parametrize("normalize", [False, True])
 def test_normalize_module_gives_sentence_transformers_embeddings(tmp_path, normalize):
     """A checkpoint whose modules end with Normalize encodes to unit vectors, as
-    sentence-transformers encodes it; one without keeps the raw pooled vectors. The flag is part
-    of the cache key, so one cache never serves the other's vectors."""
+    sentence-transformers encodes it; one without keeps the raw pooled vectors. Normalize is a
+    wrapper after the cache: both checkpoints' raw vectors share one cache key (they are the same
+    vectors), while the chains' fingerprints differ, so nothing caching a chain's output could
+    serve one's vectors to the other."""
     from sentence_transformers import SentenceTransformer
 
     from embeval.core.model import save_checkpoint
+    from embeval.eval.encoders.chain import build_encoder
 
     backbone, tok = random_tiny(seed=3)
     path = save_checkpoint(backbone, tok, tmp_path / "ckpt", "avg", 64, normalize=normalize)
-    ours = TransformerEncoder.from_checkpoint(str(path), progress=False, device="cpu")
+    kw = dict(progress=False, device="cpu", cache_dir=tmp_path / "cache")
+    ours = build_encoder(str(path), **kw)
     got = ours.encode(SENTS)
     st = SentenceTransformer(str(path), device="cpu").encode(SENTS, convert_to_numpy=True)
     np.testing.assert_allclose(got, st, atol=1e-5)
     norms = np.linalg.norm(got, axis=1)
     assert np.allclose(norms, 1, atol=1e-5) == normalize
     assert ours.describe()["normalize"] is normalize
+    assert ours.describe()["postprocess"] == ([{"name": "normalize", "fit_on": None}] * normalize)
     flipped = save_checkpoint(backbone, tok, tmp_path / "flip", "avg", 64, not normalize)
-    other = TransformerEncoder.from_checkpoint(str(flipped), progress=False)
+    other = build_encoder(str(flipped), **kw)
     assert other.fingerprint != ours.fingerprint
+    assert other.describe()["fingerprint"] != ours.describe()["fingerprint"]  # results files
+    assert other.describe()["cache_dir"] == ours.describe()["cache_dir"]  # raw vectors: shared
+    # The cache holds the raw pooled vectors, whichever checkpoint wrote them: read back without
+    # the Normalize step they equal an uncached encode; Normalize divides them by their norms.
+    raw = TransformerEncoder.from_checkpoint(str(path), progress=False, device="cpu").encode(SENTS)
+    cached = build_encoder(str(path), normalize=False, **kw)
+    np.testing.assert_array_equal(cached.encode(SENTS), raw)
+    assert cached.describe()["cache_hits"] == len(set(SENTS))
+    want = raw / np.linalg.norm(raw, axis=1, keepdims=True) if normalize else raw
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(

@@ -57,25 +57,31 @@ def test_int8_embeddings_close_to_float32(tiny):
 
 
 def test_normalize_applies_to_int8(tmp_path, tiny):
-    """A Normalize checkpoint gives unit vectors on the int8 path too; the export is cached
-    under the onnx dir, keyed by the fingerprint, and reused by the next encoder."""
+    """A Normalize checkpoint gives unit vectors on the int8 path too (the encoder chain puts
+    Normalize after the int8 model and the cache); the export is cached under the cache's onnx
+    dir, keyed by the checkpoint's fingerprint, and reused by the next encoder."""
+    from embeval.core.checkpoint import checkpoint_info
+    from embeval.eval.encoders.chain import build_encoder
+    from embeval.eval.encoders.postprocess import Normalize
+
     backbone, tok = random_tiny(seed=1)
     ckpt = save_checkpoint(backbone, tok, tmp_path / "ckpt", "avg", 32, normalize=True)
-    kw = dict(batch_size=2, progress=False, quantize="int8", onnx_dir=tmp_path / "cache")
-    enc = TransformerEncoder.from_checkpoint(str(ckpt), **kw)
+    kw = dict(batch_size=2, progress=False, quantize="int8")
+    enc = build_encoder(str(ckpt), cache_dir=tmp_path / "cache", **kw)
     got = enc.encode(SENTS)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
-    path = int8.model_dir(tmp_path / "cache", enc.info.fingerprint) / int8.FILE
+    assert enc.describe()["quantize"] == "int8" and enc.describe()["normalize"] is True
+    path = int8.model_dir(tmp_path / "cache", checkpoint_info(ckpt).fingerprint) / int8.FILE
     assert path.is_file()
     assert not [p for p in path.parent.iterdir() if p.name != int8.FILE]  # no temp left over
 
     def no_export(*a, **k):
         raise AssertionError("exported again")
 
-    again = TransformerEncoder.from_checkpoint(str(ckpt), **kw)
+    again = TransformerEncoder.from_checkpoint(str(ckpt), onnx_dir=tmp_path / "cache", **kw)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(int8, "export_int8", no_export)
-        np.testing.assert_array_equal(again.encode(SENTS), got)
+        np.testing.assert_array_equal(Normalize().transform(again.encode(SENTS)), got)
 
 
 def test_missing_onnxruntime_says_how_to_install(tiny, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from embeval.eval.data import tasks
-from embeval.eval.encoders.transformer import TransformerEncoder
+from embeval.eval.encoders.chain import build_encoder
 from embeval.eval.scoring.score import score
 
 SMALL = 12  # scored pairs kept of each other STS12 subset, to keep the test short
@@ -54,8 +54,13 @@ def test_sts_figures_do_not_depend_on_batch_size_or_task_mix(minilm, shared_data
     minilm._ensure_loaded()  # one model, shared by every batch size
 
     def encoder(batch_size):
-        return TransformerEncoder(
-            minilm.model, minilm.tokenizer, minilm.info, batch_size=batch_size, progress=False
+        return build_encoder(
+            model=minilm.model,
+            tokenizer=minilm.tokenizer,
+            info=minilm.info,
+            batch_size=batch_size,
+            progress=False,
+            no_cache=True,
         )
 
     runs = {

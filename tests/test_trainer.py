@@ -259,7 +259,7 @@ def test_ctrl_c_during_the_first_evaluation_saves_step_0_and_says_so(tmp_path, m
 
     calls = []
 
-    def fake_evaluator(tokenizer, root, device, batch_size):
+    def fake_evaluator(tokenizer, root, device, batch_size, normalize=False):
         def evaluate(model):
             calls.append(1)
             if len(calls) == 1:

@@ -274,7 +274,8 @@ MUTANTS: list[Mutant] = [
         'h.update(b";normalize")',
         "pass",
         ("tests/test_cache_keys.py",),
-        "Normalize and raw vectors share one cache folder",
+        "a checkpoint with Normalize and the same one without get one fingerprint: their results "
+        "files claim the same model (the cache, which holds raw vectors, rightly shares them)",
     ),
     # ------------------------------------------------------------ task registry
     Mutant(
@@ -369,6 +370,63 @@ MUTANTS: list[Mutant] = [
         "limit = None",
         ("tests/test_report.py",),
         "--limit runs compared in one table with full runs",
+    ),
+    # ------------------------------------------------------------ poolers, post-processing
+    Mutant(
+        "poolers-avg-first-last-embeddings",
+        "embeval/core/poolers.py",
+        "masked_mean((hidden_states[1] + hidden_states[-1]) / 2, mask)",
+        "masked_mean((hidden_states[0] + hidden_states[-1]) / 2, mask)",
+        ("tests/test_poolers.py",),
+        "avg_first_last averages the embedding output, not SimCSE's first layer",
+    ),
+    Mutant(
+        "poolers-user-key-without-source",
+        "embeval/core/poolers.py",
+        'return f"{name}@{hashlib.sha256(source.encode()).hexdigest()[:16]}"',
+        "return name",
+        ("tests/test_poolers.py::test_user_pooler_through_embeval_score",),
+        "an edited user pooler is served its previous version's cached vectors",
+    ),
+    Mutant(
+        "postprocess-normalize-identity",
+        "embeval/eval/encoders/postprocess.py",
+        "return (x / np.maximum(torch_cpu_norm(x), 1e-12)).astype(np.float32, copy=False)",
+        "return x",
+        ("tests/test_postprocess.py", "tests/test_encode.py"),
+        "a Normalize checkpoint scored on raw vectors (transfer tasks see other features)",
+    ),
+    Mutant(
+        "postprocess-normalize-numpy-norm",
+        "embeval/eval/encoders/postprocess.py",
+        "x / np.maximum(torch_cpu_norm(x), 1e-12)",
+        "x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)",
+        ("tests/test_postprocess.py::test_normalize_equals_the_old_in_model_normalisation",),
+        "unit vectors 1 ulp off the in-model ones: transfer accuracies move (TREC by 0.2)",
+    ),
+    Mutant(
+        "chain-ignores-declared-normalize",
+        "embeval/eval/encoders/chain.py",
+        'declared = ["normalize"] if normalize else []',
+        "declared = []",
+        ("tests/test_encode.py::test_normalize_module_gives_sentence_transformers_embeddings",),
+        "the checkpoint's Normalize module dropped from the encoder chain",
+    ),
+    Mutant(
+        "train-eval-without-normalize",
+        "embeval/cli/train.py",
+        "            normalize=normalize,\n",
+        "            normalize=False,\n",
+        ("tests/test_postprocess.py::test_training_evaluation_builds_the_score_chain",),
+        "the dev score in training skips the Normalize `embeval score` applies to the checkpoint",
+    ),
+    Mutant(
+        "score-fits-on-the-whole-run",
+        SCORE,
+        "vectors = task_vectors(task, [*d.s1, *d.s2])",
+        "vectors = task_vectors(task, sentences)",
+        ("tests/test_postprocess.py::test_fitted_post_processor_is_fitted_per_task_in_score",),
+        "a fitted post-processor fitted on all tasks' sentences at once, not each task's own",
     ),
     Mutant(
         "export-csv-pearson-is-spearman",

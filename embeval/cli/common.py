@@ -9,9 +9,12 @@ from pathlib import Path
 
 import click
 
-from embeval.core.checkpoint import POOLERS, CheckpointError
+from embeval.core.checkpoint import CheckpointError
+from embeval.core.poolers import POOLERS
 from embeval.eval.data.paths import DataError
+from embeval.eval.encoders.postprocess import POSTPROCESSORS, make
 from embeval.eval.encoders.transformer import EmbeddingError
+from embeval.registry import UnknownUnit
 from embeval.results.files import ResultsError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -57,10 +60,50 @@ def run_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "run"
 
 
+def check_pooler(ctx, param, name: str | None) -> str | None:
+    """A registered pooler (its canonical name) or user code, resolved at parse time."""
+    if name is None:
+        return None
+    try:
+        POOLERS.get(name)
+    except UnknownUnit as exc:
+        raise click.BadParameter(str(exc)) from None
+    return POOLERS.canonical(name)
+
+
+def pooler_help(lead: str) -> str:
+    return f"{lead} One of {POOLERS.help()}; or your own as package.module:function."
+
+
+def check_postprocess(ctx, param, values: tuple[str, ...]) -> list[str]:
+    """Post-processor names from repeated, comma-separated values, each resolved now."""
+    from embeval.eval.encoders.chain import split_names
+
+    try:
+        names = split_names(values)
+        return [make(n)[0] for n in names]
+    except ValueError as exc:  # UnknownUnit included
+        raise click.BadParameter(str(exc)) from None
+
+
 def encoder_options(f):
     """Options shared by every command that encodes a checkpoint."""
     opts = [
-        click.option("--pooler", type=click.Choice(POOLERS), help="Default: the checkpoint's own."),
+        click.option(
+            "--pooler",
+            callback=check_pooler,
+            metavar="NAME",
+            help=pooler_help("Default: the checkpoint's own."),
+        ),
+        click.option(
+            "--postprocess",
+            multiple=True,
+            callback=check_postprocess,
+            metavar="NAME[,NAME]",
+            help="Post-process the vectors, in order, after the checkpoint's own Normalize (if "
+            f"it declares one). Repeatable. One of {POSTPROCESSORS.help()}; or your own as "
+            "package.module:name. Recorded in the results.",
+        ),
         click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1)),
         click.option("--device", help="cpu, cuda, cuda:1 … Default: cuda when present."),
         click.option(

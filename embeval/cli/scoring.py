@@ -1,4 +1,5 @@
-"""Score a checkpoint and save its results file: shared by `score` and `check`."""
+"""Score a checkpoint and save its results file: shared by `score` and `check`. The encoder
+chain comes from `embeval.eval.encoders.chain.build_encoder`."""
 
 from __future__ import annotations
 
@@ -13,37 +14,6 @@ from embeval.cli.common import (
     split_tasks,
 )
 from embeval.results.files import ResultsError
-
-
-def build_encoder(
-    checkpoint,
-    pooler,
-    batch_size,
-    device,
-    dtype,
-    max_length,
-    cache_dir,
-    no_cache,
-    progress=True,
-    quantize=None,
-):
-    from embeval.eval.encoders.cache import CachedEncoder, default_cache_dir
-    from embeval.eval.encoders.transformer import TransformerEncoder
-
-    # int8 models are exported once per checkpoint into the cache folder (--no-cache: a temp one)
-    onnx_dir = None if no_cache or not quantize else default_cache_dir(cache_dir)
-    enc = TransformerEncoder.from_checkpoint(
-        checkpoint,
-        pooler=pooler,
-        max_length=max_length,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        quantize=quantize,
-        onnx_dir=onnx_dir,
-    )
-    return enc if no_cache else CachedEncoder(enc, cache_dir)
 
 
 def run_score(
@@ -64,6 +34,7 @@ def run_score(
     no_cache,
     data,
     quantize=None,
+    postprocess=(),
     overwrite=False,
     jobs=-1,
 ):
@@ -73,6 +44,7 @@ def run_score(
     `results.run_differences`) or with `overwrite`; another run is refused before encoding, and
     a clash only found after scoring writes to a free sibling name, so finished work is never
     lost."""
+    from embeval.eval.encoders.chain import build_encoder
     from embeval.eval.scoring.score import default_run_name, score, select_tasks
     from embeval.results.files import differing_run, free_sibling, run_settings, save_run
 
@@ -84,20 +56,18 @@ def run_score(
     device = sharded_device(device) if launched else device
     encoder = build_encoder(
         checkpoint,
-        pooler,
-        batch_size,
-        device,
-        dtype,
-        max_length,
-        cache_dir,
-        no_cache,
+        pooler=pooler,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        max_length=max_length,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
         progress=os.environ.get("RANK", "0") == "0",
         quantize=quantize,
+        sharded=launched,
+        postprocess=postprocess,
     )
-    if launched:
-        from embeval.eval.encoders.shard import ShardedEncoder
-
-        encoder = ShardedEncoder(encoder)
     names = split_tasks(tasks)
     describe = encoder.describe()
     slug = run_slug(name or default_run_name(describe.get("checkpoint")))

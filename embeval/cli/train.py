@@ -12,17 +12,20 @@ import click
 from embeval.cli.app import main
 from embeval.cli.common import (
     USER_ERRORS,
+    check_pooler,
     fail,
+    pooler_help,
 )
-from embeval.core.checkpoint import POOLERS
 from embeval.eval.data.paths import DataError
 
 
-def stsb_dev_evaluator(tokenizer, root, device, batch_size):
-    """The Trainer's evaluate callback: STS-B dev Spearman plus alignment and uniformity."""
+def stsb_dev_evaluator(tokenizer, root, device, batch_size, normalize=False):
+    """The Trainer's evaluate callback: STS-B dev Spearman plus alignment and uniformity, with
+    the encoder chain `embeval score` builds for the saved checkpoint (Normalize when it will
+    declare it)."""
     from embeval.eval.data.paths import data_root
     from embeval.eval.data.sts import load_sts
-    from embeval.eval.encoders.transformer import TransformerEncoder
+    from embeval.eval.encoders.chain import build_encoder
     from embeval.eval.scoring.score import score
 
     root = data_root(root)
@@ -33,8 +36,13 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size):
         raise DataError(f"STS-B dev for evaluation during training (--eval-data): {text}") from exc
 
     def evaluate(model) -> dict:
-        enc = TransformerEncoder(
-            model, tokenizer, batch_size=batch_size, device=device, progress=False
+        enc = build_encoder(
+            model=model,
+            tokenizer=tokenizer,
+            normalize=normalize,
+            batch_size=batch_size,
+            device=device,
+            progress=False,
         )
         run = score(enc, ["STSBenchmark"], split="dev", root=root, name="train-eval")
         d = run.diagnostics
@@ -235,16 +243,22 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option(
     "--pooler",
-    type=click.Choice(POOLERS),
-    help="Training pooler. Default: the pooling the checkpoint declares (e.g. avg for a "
-    "sentence-transformers mean-pooling model), else cls ([CLS] + MLP, as SimCSE trains).",
+    callback=check_pooler,
+    metavar="NAME",
+    help=pooler_help(
+        "Training pooler. Default: the pooling the checkpoint declares (e.g. avg for a "
+        "sentence-transformers mean-pooling model), else cls ([CLS] + MLP, as SimCSE trains)."
+    ),
 )
 @click.option(
     "--eval-pooler",
-    type=click.Choice(POOLERS),
-    help="Pooler for evaluation and the saved checkpoints. Default: the checkpoint's declared "
-    "pooling when no --pooler is given; else the training pooler, but cls_before_pooler after "
-    "cls (SimCSE: the MLP is used only in training).",
+    callback=check_pooler,
+    metavar="NAME",
+    help="Pooler for evaluation and the saved checkpoints (names as --pooler; one that "
+    "sentence-transformers lacks is recorded in embeval_config.json, and sentence-transformers "
+    "pools those checkpoints with mean). Default: the checkpoint's declared pooling when no "
+    "--pooler is given; else the training pooler, but cls_before_pooler after cls (SimCSE: the "
+    "MLP is used only in training).",
 )
 @click.option("--keep-pooler", is_flag=True, help="Do not re-initialise the MLP pooler.")
 @click.option(
@@ -328,7 +342,9 @@ def train(
                 cfg = dataclasses.replace(cfg, normalize=info.normalize)
         evaluate = None
         if not no_eval:
-            evaluate = stsb_dev_evaluator(tokenizer, eval_data, device, eval_batch_size)
+            evaluate = stsb_dev_evaluator(
+                tokenizer, eval_data, device, eval_batch_size, normalize=cfg.normalize
+            )
         trainer = Trainer(backbone, tokenizer, train_file, cfg, out, evaluate, device, progress)
         result = trainer.train(resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:

@@ -15,10 +15,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from embeval.core.poolers import POOLERS, pooler_key
+from embeval.registry import UnknownUnit
+
 log = logging.getLogger(__name__)
 
-# SimCSE's pooler names (princeton-nlp/SimCSE, simcse/models.py and evaluation.py).
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 DEFAULT_CHECKPOINT = "all-MiniLM-L6-v2 (packaged)"
 WEIGHT_FILES = (
     "model.safetensors",
@@ -52,7 +53,10 @@ class CheckpointInfo:
     pooler: str
     max_length: int
     normalize: bool  # sentence-transformers Normalize module present
-    fingerprint: str  # sha256 over weights, tokenizer, pooler and max length
+    fingerprint: str  # sha256 over weights, tokenizer, pooler, max length and Normalize
+    # The same without Normalize: what the model itself outputs, which the embedding cache holds
+    # (post-processing, Normalize included, applies after the cache).
+    pooled_fingerprint: str
 
 
 def default_checkpoint_path() -> Path:
@@ -182,7 +186,13 @@ def _read_json(path: Path):
 
 
 def fingerprint(path: Path, pooler: str, max_length: int, normalize: bool = False) -> str:
-    """sha256 over weight and tokenizer bytes plus the pooling settings: the cache key."""
+    """sha256 over weight and tokenizer bytes plus the pooling settings and the Normalize flag:
+    the checkpoint as declared, which results files record."""
+    return _fingerprints(path, pooler, max_length, normalize)[0]
+
+
+def _fingerprints(path: Path, pooler: str, max_length: int, normalize: bool) -> tuple[str, str]:
+    """(fingerprint with Normalize as declared, without it): the weights are read once."""
     h = hashlib.sha256()
     names = set(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",))
     for index in path.glob("*.index.json"):  # sharded weights: the shards the index names
@@ -195,9 +205,10 @@ def fingerprint(path: Path, pooler: str, max_length: int, normalize: bool = Fals
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     h.update(chunk)
     h.update(f"pooler={pooler};max_length={max_length}".encode())
+    pooled = h.hexdigest()
     if normalize:  # only then, so the keys of checkpoints without Normalize stay as they were
         h.update(b";normalize")
-    return h.hexdigest()
+    return h.hexdigest(), pooled
 
 
 # Models whose position ids start after the padding index (fairseq's convention), so that
@@ -221,15 +232,19 @@ def checkpoint_info(
     """Describe a checkpoint from its files alone (no weights loaded, no transformers import).
 
     The pooler defaults to the checkpoint's own (embeval_config.json, then the
-    sentence-transformers Pooling module), else SimCSE's evaluation default ``cls``.
+    sentence-transformers Pooling module), else SimCSE's evaluation default ``cls``; any name
+    `embeval.core.poolers.POOLERS` resolves, user code as ``package.module:function`` included.
     """
     path = resolve_checkpoint(source)
     if not (path / "config.json").exists():
         raise CheckpointError(f"checkpoint folder {path} has no config.json")
     own_pooler, own_max, normalize = read_pooling_config(path, need_pooler=pooler is None)
     pooler = pooler or own_pooler or "cls"
-    if pooler not in POOLERS:
-        raise CheckpointError(f"unknown pooler {pooler!r}; expected one of {', '.join(POOLERS)}")
+    try:  # a built-in name, or user code as package.module:function (imported here)
+        key = pooler_key(pooler)
+    except UnknownUnit as exc:
+        raise CheckpointError(str(exc)) from exc
+    pooler = POOLERS.canonical(pooler)
     limit = position_limit(_read_json(path / "config.json"))
     if max_length and max_length > limit:  # it would crash mid-run at the first long sentence
         raise CheckpointError(
@@ -241,13 +256,15 @@ def checkpoint_info(
             "%s declares max length %d > its %d positions; using %d", path, own_max, limit, limit
         )
     max_length = int(max_length or min(own_max or 512, limit))
+    full, pooled = _fingerprints(path, key, max_length, normalize)
     return CheckpointInfo(
         source=DEFAULT_CHECKPOINT if source is None else str(source),
         path=str(path),
         pooler=pooler,
         max_length=max_length,
         normalize=normalize,
-        fingerprint=fingerprint(path, pooler, max_length, normalize),
+        fingerprint=full,
+        pooled_fingerprint=pooled,
     )
 
 

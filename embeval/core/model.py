@@ -21,7 +21,6 @@ from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public mo
     DEFAULT_CHECKPOINT,
     EMBEVAL_CONFIG,
     POOLER_TO_ST,
-    POOLERS,
     CheckpointError,
     CheckpointInfo,
     checkpoint_info,
@@ -32,33 +31,19 @@ from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public mo
     write_json,
 )
 from embeval.core.fileio import open_mode_tree, replace_dir, temp_dir_beside
+from embeval.core.poolers import POOLERS
+from embeval.registry import UnknownUnit
 
 log = logging.getLogger(__name__)
 
 
-def pool(
-    mode: str,
-    mask: torch.Tensor,  # (B, T) 1 for real tokens
-    hidden_states: tuple[torch.Tensor, ...],  # L+1 x (B, T, H); [0] is the embedding output
-    pooler_output: torch.Tensor | None,  # (B, H) the backbone's dense+tanh over [CLS]
-) -> torch.Tensor:  # (B, H)
-    """Pool token states into one vector per sentence, as SimCSE's `Pooler` does."""
-    if mode == "cls":
-        if pooler_output is None:
-            raise CheckpointError("pooler 'cls' needs the model's MLP pooler, which it lacks")
-        return pooler_output
-    if mode == "cls_before_pooler":
-        return hidden_states[-1][:, 0]
-    if mode == "avg":
-        states = hidden_states[-1]
-    elif mode == "avg_first_last":  # hidden_states[1] = first layer's output, not the embeddings
-        states = (hidden_states[1] + hidden_states[-1]) / 2
-    elif mode == "avg_top2":
-        states = (hidden_states[-2] + hidden_states[-1]) / 2
-    else:
-        raise CheckpointError(f"unknown pooler {mode!r}; expected one of {', '.join(POOLERS)}")
-    m = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
-    return (states * m).sum(1) / m.sum(1).clamp(min=1e-9)
+def _pooler(name: str):
+    """The pooler function `name` resolves to (`embeval.core.poolers`: SimCSE's five, or user
+    code as package.module:function)."""
+    try:
+        return POOLERS.get(name)
+    except UnknownUnit as exc:
+        raise CheckpointError(str(exc)) from exc
 
 
 class SentenceModel(nn.Module):
@@ -66,12 +51,9 @@ class SentenceModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, pooler: str):
         super().__init__()
-        if pooler not in POOLERS:
-            raise CheckpointError(
-                f"unknown pooler {pooler!r}; expected one of {', '.join(POOLERS)}"
-            )
+        self._pool = _pooler(pooler)  # unknown names fail here, before any forward pass
         self.backbone = backbone
-        self.pooler = pooler
+        self.pooler = POOLERS.canonical(pooler)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, pooler=None):  # -> (B, H)
         out = self.backbone(
@@ -81,12 +63,8 @@ class SentenceModel(nn.Module):
             output_hidden_states=True,
             return_dict=True,
         )
-        return pool(
-            pooler or self.pooler,
-            attention_mask,
-            out.hidden_states,
-            getattr(out, "pooler_output", None),
-        )
+        fn = self._pool if pooler is None else _pooler(pooler)
+        return fn(attention_mask, out.hidden_states, getattr(out, "pooler_output", None))
 
 
 @contextlib.contextmanager
@@ -222,9 +200,13 @@ def _write_sentence_transformers_files(
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}
     ]
     mode = POOLER_TO_ST.get(pooler)
-    if mode is None:  # cls / avg_first_last / avg_top2 have no sentence-transformers Pooling mode
+    if mode is None:  # cls, avg_first_last, avg_top2 and user code have no such Pooling mode:
+        # embeval_config.json records the pooler; sentence-transformers falls back to mean
         log.warning(
-            "pooler %s cannot be expressed for sentence-transformers; it will use mean", pooler
+            "pooler %s cannot be expressed for sentence-transformers; %s records it for embeval, "
+            "and sentence-transformers will pool with mean",
+            pooler,
+            EMBEVAL_CONFIG,
         )
         mode = "pooling_mode_mean_tokens"
     flags = {

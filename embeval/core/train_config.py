@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from embeval.core.losses import LOSSES, get_loss, loss_arguments, loss_parameters
-from embeval.core.model import POOLERS
 from embeval.core.negatives import NEGATIVES
+from embeval.core.poolers import POOLERS
 from embeval.core.views import VIEWS, view_name
 
 
@@ -57,8 +57,10 @@ class TrainConfig:
         for name in self.negatives:
             NEGATIVES.get(name)
         for name in ("pooler", "eval_pooler"):
-            if getattr(self, name) not in POOLERS:
-                raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {POOLERS}")
+            try:  # a registered name or user code; unknown names get a "did you mean"
+                POOLERS.get(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
         for name in ("batch_size", "max_length", "eval_steps", "log_steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -338,7 +338,20 @@ RUN_SETTINGS = (
 
 def run_settings(meta: dict, tasks) -> dict:
     """The settings `run_differences` compares, from a run's metadata and its task names."""
-    return {**{k: meta.get(k) for k in RUN_SETTINGS}, "tasks": sorted(tasks)}
+    return {
+        **{k: meta.get(k) for k in RUN_SETTINGS},
+        "postprocess": postprocess_steps(meta),
+        "tasks": sorted(tasks),
+    }
+
+
+def postprocess_steps(meta: dict) -> list[str]:
+    """The post-processing chain as 'name' or 'name (fit on X)' (fit sizes follow from the
+    tasks); a file from before the chain was recorded had Normalize alone, when `normalize`."""
+    chain = meta.get("postprocess")
+    if chain is None:
+        return ["normalize"] if meta.get("normalize") else []
+    return [s["name"] + (f" (fit on {s['fit_on']})" if s.get("fit_on") else "") for s in chain]
 
 
 def run_differences(a: dict, b: dict) -> list[str]:

@@ -3,8 +3,9 @@
 `Encoder` is a small protocol so that the cache, test fakes and the training-time evaluator all
 wrap or replace the real thing. `TransformerEncoder` encodes each distinct sentence once, in
 batches sorted by token length with padding to the longest in the batch (as SimCSE evaluates),
-under inference mode, and restores the caller's order. A checkpoint whose sentence-transformers
-modules end with Normalize gets unit-length embeddings, as sentence-transformers gives them.
+under inference mode, and restores the caller's order. It returns the pooled vectors as the model
+makes them: a checkpoint's Normalize module, like any post-processing, is an encoder wrapper
+(`embeval.eval.encoders.postprocess`), put on by `embeval.eval.encoders.chain.build_encoder`.
 `quantize="int8"` runs the same batches through ONNX Runtime's int8 model
 (`embeval.eval.encoders.int8`).
 """
@@ -41,7 +42,7 @@ class EmbeddingError(RuntimeError):
 
 @runtime_checkable
 class Encoder(Protocol):
-    fingerprint: str  # identifies model + pooling; the cache key
+    fingerprint: str  # identifies what makes the vectors; the cache key
 
     def encode(self, sentences: Sequence[str]) -> np.ndarray:  # (N, D) float32
         ...
@@ -181,8 +182,8 @@ class TransformerEncoder:
         self.model, self.tokenizer, self.info = model, tokenizer, info
         self.batch_size, self.dtype, self.progress = batch_size, dtype, progress
         self.max_length = max_length or (info.max_length if info else 512)
-        self.normalize = bool(info and info.normalize)
-        self.fingerprint = (info.fingerprint if info else "in-memory") + f";dtype={dtype}"
+        # The vectors before post-processing: the checkpoint's Normalize is not in the key.
+        self.fingerprint = (info.pooled_fingerprint if info else "in-memory") + f";dtype={dtype}"
         if quantize:  # float32 keys stay as they were, so existing caches still hit
             self.fingerprint += f";quantize={quantize}"
 
@@ -226,7 +227,8 @@ class TransformerEncoder:
             "checkpoint_path": info.path if info else None,
             "fingerprint": info.fingerprint if info else None,
             "pooler": info.pooler if info else self.model.pooler,
-            "normalize": self.normalize,
+            "normalize": False,  # raw pooled vectors; a Normalize wrapper says True
+            "postprocess": [],  # the wrappers append their steps
             "max_length": self.max_length,
             # A run served wholly from the cache never picked a device.
             "device": str(self._device or self._device_arg or "none (all cached)"),
@@ -285,10 +287,7 @@ class TransformerEncoder:
                         {k: [ids[k][r] for r in rows] for k in ids.keys()}, return_tensors="pt"
                     )
                     batch = {k: v.to(self.device) for k, v in batch.items()}
-                    vecs = self._forward(model, batch)  # (b, D)
-                    if self.normalize:  # as sentence-transformers' Normalize module
-                        vecs = torch.nn.functional.normalize(vecs, dim=-1)
-                    vecs = vecs.cpu().numpy()
+                    vecs = self._forward(model, batch).cpu().numpy()  # (b, D)
                     if emb is None:
                         emb = np.empty((len(sentences), vecs.shape[1]), np.float32)
                     emb[rows] = vecs

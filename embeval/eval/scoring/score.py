@@ -21,6 +21,7 @@ from embeval.core.checkpoint import DEFAULT_CHECKPOINT
 from embeval.eval.data import tasks as task_registry
 from embeval.eval.data.paths import DataError, checksum, data_root
 from embeval.eval.data.sts import STSData
+from embeval.eval.encoders import postprocess
 from embeval.eval.encoders.transformer import Encoder
 from embeval.eval.metrics import similarity as metrics
 from embeval.eval.metrics.diagnostics import measure as measure_diagnostics
@@ -95,26 +96,31 @@ def score(
             _check_correlatable(task, d, limit)
     diag = _diagnostic_data(data) if diagnostics else None
 
+    # Fitted post-processors (the tail of the chain) are fitted and applied per task below.
+    head, fitted = postprocess.split_fitted(encoder)
     sentences = list(
         dict.fromkeys(
             [
                 *(s for d in data.values() for s in (*d.s1, *d.s2)),  # diag is one of them
                 *(s for d in clf_data.values() for s in d.sentences()),
+                *postprocess.fit_sentences(fitted),  # fit files: in the one encode call
             ]
         )
     )
     t1 = time.perf_counter()
-    emb = encoder.encode(sentences)  # (U, D); sharded: every process encodes its share
+    emb = head.encode(sentences)  # (U, D); sharded: every process encodes its share
     t2 = time.perf_counter()
-    if getattr(encoder, "rank", 0) != 0:  # a sharded run is measured and saved by rank 0 alone
+    if getattr(head, "rank", 0) != 0:  # a sharded run is measured and saved by rank 0 alone
         return None
     row = {s: i for i, s in enumerate(sentences)}
 
-    def vectors(texts: list[str]) -> np.ndarray:
+    def all_vectors(texts: list[str]) -> np.ndarray:
         return emb[[row[s] for s in texts]]
 
+    task_vectors = postprocess.TaskVectors(fitted, all_vectors)  # task -> its vectors(texts)
     results, pairs = {}, {}
     for task, d in data.items():
+        vectors = task_vectors(task, [*d.s1, *d.s2])
         sim = metrics.pair_cosine(vectors(d.s1), vectors(d.s2))
         results[task] = _task_metrics(specs[task], d, sim)
         pairs[task] = {
@@ -125,12 +131,14 @@ def score(
             "s2": np.array(d.s2),
         }
     for task, d in clf_data.items():  # SentEval transfer: a classifier on frozen embeddings
+        vectors = task_vectors(task, d.sentences())
         results[task] = transfer.evaluate(d, vectors, transfer_config)
     avg = None  # over the tasks flagged in the registry, when all of them ran: a new task
     avg_tasks = task_registry.simcse_avg_tasks()  # cannot move the figure papers compare
     if avg_tasks and all(t in results for t in avg_tasks) and split == "test":
         avg = metrics.simcse_average([results[t]["spearman"] for t in avg_tasks])
-    diag_metrics = _diagnostics(diag, vectors) if diag else {}
+    diag_vectors = task_vectors(diag.task, [*diag.s1, *diag.s2]) if diag else None
+    diag_metrics = _diagnostics(diag, diag_vectors) if diag else {}
     t3 = time.perf_counter()
 
     describe = getattr(encoder, "describe", dict)()
@@ -138,6 +146,7 @@ def score(
         "embeval_version": embeval.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **describe,
+        **({"postprocess": task_vectors.record(describe["postprocess"])} if fitted else {}),
         "protocol": protocol,
         "split": split,
         "limit": limit,

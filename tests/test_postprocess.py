@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import FakeEncoder
 from scipy.stats import spearmanr
 
 from embeval.cli import main
@@ -28,7 +29,6 @@ from embeval.eval.encoders.postprocess import (
 from embeval.eval.scoring.score import score
 from embeval.registry import UnknownUnit
 from embeval.results.files import run_differences, run_settings
-from tests.conftest import FakeEncoder
 
 
 class Center:

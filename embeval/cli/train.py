@@ -137,7 +137,8 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     required=True,
     help="Checkpoint folder, hub name, or "
     "random-tiny (a small random BERT with the packaged tokenizer, for smoke runs: NLI pairs "
-    "lift its STS, unsupervised SimCSE on a random encoder does not; see the README).",
+    "lift its STS, unsupervised SimCSE on a random encoder does not; see "
+    "docs/random-tiny-sweep.md).",
 )
 @click.option(
     "--data",

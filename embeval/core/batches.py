@@ -14,11 +14,32 @@ import torch
 import torch.nn.functional as F
 
 from embeval.core import distributed as dist
-from embeval.core.losses import Loss, bind_loss_arguments, get_loss, in_batch_only
+from embeval.core.losses import (
+    Loss,
+    batch_inputs,
+    bind_loss_arguments,
+    get_loss,
+    in_batch_only,
+)
 from embeval.core.negatives import Batch, make_providers
 from embeval.core.train_config import TrainConfig
 from embeval.core.train_data import TrainData, epoch_order
 from embeval.core.views import VIEWS, extra_views, view_name
+
+
+def similarity(
+    emb: torch.Tensor,  # (V, b, H) the views' embeddings
+    extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
+    dim: int | None = None,  # keep the first `dim` coordinates (Matryoshka); None: all
+) -> torch.Tensor:  # (W b, W b (V - 1) + W k)
+    """Cosines of the anchors (emb[0]) with the candidates (emb[1:], then `extra`), gathered
+    over processes, in float32: the matrix a loss receives."""
+    emb = F.normalize(emb[..., :dim].float(), dim=-1)  # cosine in float32
+    anchors = dist.gather_with_grad(emb[0])  # (W b, H)
+    cands = [dist.gather_with_grad(e) for e in emb[1:]]  # (V - 1) x (W b, H)
+    if extra is not None:
+        cands.append(dist.gather_with_grad(F.normalize(extra[..., :dim].float(), dim=-1)))
+    return anchors @ torch.cat(cands).T
 
 
 def contrastive_loss(
@@ -26,6 +47,7 @@ def contrastive_loss(
     cfg: TrainConfig,
     extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
     fn: Loss | None = None,  # the loss cfg.loss names, when already looked up
+    inputs: dict | None = None,  # the batch inputs the loss takes (losses.BATCH_INPUTS)
 ) -> torch.Tensor:  # ()
     """The training loss of one batch from its embeddings, as SimCSE's `cl_forward` forms it.
 
@@ -33,15 +55,46 @@ def contrastive_loss(
     emb[2:] hard negatives when present; `extra` the providers' columns. Vectors are
     L2-normalised in float32 (cosines), then gathered over processes; sim = anchors @
     candidates.T, (W b, W b (V - 1) + W k) with positives on the diagonal, goes to the loss
-    `cfg.loss` with `cfg.temperature` and its arguments (`cfg.loss_args` over its defaults)."""
+    `cfg.loss` with `cfg.temperature` and its arguments (`cfg.loss_args` over its defaults).
+
+    Matryoshka (Kusupati et al. 2022; sentence-transformers' MatryoshkaLoss): with
+    `cfg.matryoshka_dims` the loss is sum_d w_d * L(sim of the first d coordinates), each
+    prefix normalised on its own; w_d from `cfg.matryoshka_weights` (default 1). Any loss can be
+    wrapped; `inputs` (e.g. the reference model's full-width ref_sim) are the same for every d.
+    """
     fn = fn or get_loss(cfg.loss)
-    emb = F.normalize(emb.float(), dim=-1)  # cosine in float32
-    anchors = dist.gather_with_grad(emb[0])  # (W b, H)
-    cands = [dist.gather_with_grad(e) for e in emb[1:]]  # (V - 1) x (W b, H)
-    if extra is not None:
-        cands.append(dist.gather_with_grad(F.normalize(extra.float(), dim=-1)))  # (W k, H)
-    sim = anchors @ torch.cat(cands).T  # (W b, W b (V - 1) + W k)
-    return fn(sim, cfg.temperature, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))
+    kwargs = {**bind_loss_arguments(fn, cfg.loss_args, cfg.loss), **(inputs or {})}
+    dims = cfg.matryoshka_dims or [None]
+    weights = cfg.matryoshka_weights or [1.0] * len(dims)
+    terms = [
+        w * fn(similarity(emb, extra, d), cfg.temperature, **kwargs)
+        for d, w in zip(dims, weights, strict=True)
+    ]
+    return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
+
+
+def reference_model(name: str, cfg: TrainConfig, backbone: torch.nn.Module, tokenizer):
+    """The frozen model behind a loss's `ref_sim` (--reference-model): `initial` is a copy of
+    the backbone being trained as it starts (with the run's evaluation pooler: GCSE's base
+    model), `random-tiny` the random tiny BERT of the run's seed, anything else a checkpoint (its
+    declared pooling). It must share the trained model's tokenizer: it reads the same ids."""
+    import copy
+
+    from embeval.core.model import SentenceModel, load_model, random_tiny
+
+    if name == "initial":
+        return SentenceModel(copy.deepcopy(backbone), cfg.eval_pooler).eval().requires_grad_(False)
+    if name == "random-tiny":
+        tiny, ref_tok = random_tiny(cfg.seed)
+        ref = SentenceModel(tiny, "cls_before_pooler")
+    else:
+        ref, ref_tok, _ = load_model(name)
+    if ref_tok.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"--reference-model {name}: its tokenizer differs from the trained model's (it would "
+            "read the same token ids as other words); use a reference with the same vocabulary"
+        )
+    return ref.eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------------- batch sizes
@@ -131,6 +184,22 @@ class Batches:
         self.view = VIEWS.get(config.view)
         self.loss_fn = get_loss(config.loss)
         self.providers = make_providers(config.negatives)
+        self.inputs = batch_inputs(self.loss_fn)  # e.g. ref_sim: the reference model scores
+        self.reference = None
+        if "ref_sim" in self.inputs:
+            if config.reference_model is None:
+                raise ValueError(
+                    f"loss {config.loss} scores the batch with a frozen model: give "
+                    "--reference-model (a checkpoint, or 'initial' for the starting weights)"
+                )
+            ref = reference_model(config.reference_model, config, model.backbone, tokenizer)
+            self.reference = ref.to(device)
+        width = getattr(getattr(model, "backbone", None), "config", None)
+        width = getattr(width, "hidden_size", None)
+        if width and any(d > width for d in config.matryoshka_dims):
+            raise ValueError(
+                f"matryoshka_dims {config.matryoshka_dims}: the model's embeddings have {width}"
+            )
         self.steps_per_epoch = steps_per_epoch(
             config.batch_size * world, world, data, config.loss, config.view
         )
@@ -176,7 +245,12 @@ class Batches:
             batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
             extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
             self._last = batch
-        return contrastive_loss(emb, self.config, extra, self.loss_fn), cut
+        given = {}
+        if self.reference is not None:
+            with torch.no_grad():
+                ref = self.reference(**inputs).view(len(views.order), b, -1)  # (V, b, H')
+            given["ref_sim"] = similarity(ref)  # (W b, W b (V - 1))
+        return contrastive_loss(emb, self.config, extra, self.loss_fn, given), cut
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

@@ -179,3 +179,23 @@ def test_batch_inputs_are_not_loss_arguments():
     assert list(losses.loss_parameters(losses.gcse)) == ["alpha"]
     with pytest.raises(ValueError, match="no argument 'ref_sim'"):
         losses.loss_arguments("gcse", {"ref_sim": "1"})
+
+
+def test_sbert_nli_by_hand():
+    from embeval.core.objectives import SBertNLI
+
+    class Model:  # what the head reads of the encoder
+        backbone = type("B", (), {"config": type("C", (), {"hidden_size": 4})})()
+
+    torch.manual_seed(0)
+    head = SBertNLI(Model(), None).double()
+    emb = RNG.normal(size=(2, 3, 4))  # (V, b, H): premises, hypotheses
+    labels = ["entailment", "contradiction", "neutral"]
+    batch = type("Batch", (), {"emb": _t(emb), "examples": [("p", "h", lab) for lab in labels]})
+    w, b = head.classifier.weight.detach().numpy(), head.classifier.bias.detach().numpy()
+    u, v = emb
+    logits = np.concatenate([u, v, np.abs(u - v)], 1) @ w.T + b  # (3, 3)
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    want = -np.mean([logp[0, 1], logp[1, 0], logp[2, 2]])  # contradiction 0, entailment 1, ...
+    assert head(batch).item() == pytest.approx(want, rel=1e-10)

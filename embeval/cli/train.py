@@ -200,6 +200,21 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     "ESimCSE's queue or a teacher would be one.",
 )
 @click.option(
+    "--objective",
+    cls=UnitOption,
+    registry="embeval.core.objectives:OBJECTIVES",
+    help="A head trained beside the encoder whose loss joins (or replaces) the contrastive "
+    "one; its parameters are saved in OUT/last for --resume, not in the checkpoints.",
+)
+@click.option(
+    "--objective-arg",
+    "objective_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="An argument of the objective (repeatable), as --loss-arg.",
+)
+@click.option(
     "--reference-model",
     help="Frozen model that scores each batch for losses taking ref_sim (gcse: the base "
     "model; dclr: an unsupervised SimCSE): a checkpoint, hub name, random-tiny, or 'initial' "

@@ -177,8 +177,10 @@ class Batches:
         forward: torch.nn.Module,
         model: torch.nn.Module,
         amp: bool,
+        objective: torch.nn.Module | None = None,
     ):
         self.data, self.config, self.tokenizer = data, config, tokenizer
+        self.objective = objective  # `embeval.core.objectives`: a head with its own loss
         self.device, self.world, self.amp = device, world, amp
         self.forward, self.model = forward, model
         self.view = VIEWS.get(config.view)
@@ -240,9 +242,13 @@ class Batches:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             emb = self.forward(**inputs)  # (V b, H)
         emb = emb.view(len(views.order), b, -1)  # (V, b, H)
-        extra = None
+        extra, aux = None, None
+        batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
+        if self.objective is not None:
+            aux = self.objective(batch)  # ()
+            if not getattr(self.objective, "contrastive", True):
+                return aux, cut
         if self.providers:
-            batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
             extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
             self._last = batch
         given = {}
@@ -250,7 +256,8 @@ class Batches:
             with torch.no_grad():
                 ref = self.reference(**inputs).view(len(views.order), b, -1)  # (V, b, H')
             given["ref_sim"] = similarity(ref)  # (W b, W b (V - 1))
-        return contrastive_loss(emb, self.config, extra, self.loss_fn, given), cut
+        loss = contrastive_loss(emb, self.config, extra, self.loss_fn, given)
+        return (loss if aux is None else loss + aux), cut
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

@@ -255,7 +255,7 @@ def loss_arguments(name: str, given: dict | None = None) -> dict:
     return bind_loss_arguments(get_loss(name), given, name)
 
 
-def bind_loss_arguments(fn: Loss, given: dict | None, name: str) -> dict:
+def bind_loss_arguments(fn: Loss, given: dict | None, name: str, kind: str = "loss") -> dict:
     """The keyword arguments `fn` (loss `name`) is called with: its signature's defaults,
     overridden by `given`. Values given as text (``--loss-arg m=0.2``) are converted to the type
     of the parameter's default. An unknown key, a bad value or a missing required argument fails
@@ -267,15 +267,17 @@ def bind_loss_arguments(fn: Loss, given: dict | None, name: str) -> dict:
     unknown = [k for k in given if k not in params and not takes_any]  # **kwargs takes any key
     if unknown:
         raise ValueError(
-            f"loss {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
+            f"{kind} {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
         )
     defaults = {k: p.default for k, p in params.items() if p.default is not p.empty}
-    converted = {k: _convert(name, k, v, params.get(k), accepts) for k, v in given.items()}
+    converted = {
+        k: _convert(f"{kind} {name}", k, v, params.get(k), accepts) for k, v in given.items()
+    }
     resolved = {**defaults, **converted}
     missing = [k for k in params if k not in resolved]
     if missing:
         raise ValueError(
-            f"loss {name} needs {', '.join(map(repr, missing))} (--loss-arg KEY=VALUE); "
+            f"{kind} {name} needs {', '.join(map(repr, missing))} (--{kind}-arg KEY=VALUE); "
             f"it accepts: {accepts}"
         )
     return {k: resolved[k] for k in [*params, *converted] if k in resolved}  # signature order
@@ -291,7 +293,7 @@ def accepted_arguments(fn: Loss) -> str:
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _convert(loss: str, key: str, value, param: inspect.Parameter | None, accepts: str):
+def _convert(unit: str, key: str, value, param: inspect.Parameter | None, accepts: str):
     """`value` as the type of the parameter's default: text (``--loss-arg m=0.2``) is parsed, an
     int for a float default becomes a float. A parameter without a bool/int/float/str default
     (or a key only **kwargs takes) gets the value as given."""
@@ -312,5 +314,5 @@ def _convert(loss: str, key: str, value, param: inspect.Parameter | None, accept
     elif isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         return value
     raise ValueError(
-        f"loss {loss}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
+        f"{unit}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
     )

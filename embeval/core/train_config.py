@@ -20,6 +20,7 @@ from embeval.core.losses import (
     loss_parameters,
 )
 from embeval.core.negatives import NEGATIVES
+from embeval.core.objectives import OBJECTIVES, objective_arguments
 from embeval.core.poolers import POOLERS
 from embeval.core.views import VIEWS, view_name
 
@@ -36,6 +37,8 @@ class TrainConfig:
     reference_model: str | None = None  # frozen model behind a loss's ref_sim (gcse, dclr)
     matryoshka_dims: list[int] = field(default_factory=list)  # loss summed over prefixes
     matryoshka_weights: list[float] = field(default_factory=list)  # w_d; empty: all 1
+    objective: str | None = None  # an OBJECTIVES head trained beside the encoder (sbert-nli)
+    objective_args: dict = field(default_factory=dict)  # its keyword arguments
     batch_size: int = 64  # per process
     lr: float = 3e-5
     epochs: int = 1
@@ -66,6 +69,8 @@ class TrainConfig:
         for name in self.negatives:
             NEGATIVES.get(name)
         self._validate_matryoshka()
+        if self.objective is not None:
+            objective_arguments(self.objective, self.objective_args)
         if "ref_sim" in batch_inputs(get_loss(self.loss)) and not self.reference_model:
             raise ValueError(
                 f"loss {self.loss} scores each batch with a frozen model: give --reference-model "
@@ -110,6 +115,10 @@ class TrainConfig:
             loss_args=loss_arguments(self.loss, self.loss_args),
             view=view_name(self.view, columns),
             negatives=[NEGATIVES.canonical(n) for n in self.negatives],
+            objective=None if self.objective is None else OBJECTIVES.canonical(self.objective),
+            objective_args={}
+            if self.objective is None
+            else objective_arguments(self.objective, self.objective_args),
         )
 
 
@@ -121,6 +130,8 @@ FIELDS_ADDED = {
     "reference_model": None,
     "matryoshka_dims": [],
     "matryoshka_weights": [],
+    "objective": None,
+    "objective_args": {},
 }
 # Loss settings that were config fields before `loss_args` held them: field -> loss argument.
 # Each loss took those of them it has (as `embeval train --focal-m` etc. still set them).

@@ -109,3 +109,97 @@ def test_cli_objective_and_a_labelled_csv(tmp_path):
     assert json.loads((out / "train_config.json").read_text())["objective"] == "sbert-nli"
     bad = CliRunner().invoke(main, [*args, "--objective-arg", "labels=2", "--overwrite"])
     assert bad.exit_code == 2 and "objective sbert-nli has no argument 'labels'" in bad.output
+
+
+def tiny_generator(folder):
+    """A random tiny BertForMaskedLM with random-tiny's config and tokenizer, saved."""
+    from transformers import BertForMaskedLM
+
+    backbone, tok = random_tiny(1, hidden=32, layers=1, heads=2)
+    BertForMaskedLM(backbone.config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_rtd_loss_and_masking_by_hand():
+    from embeval.core.objectives import mask_tokens, rtd_loss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 2))
+    ids = np.array([[101, 7, 8, 102], [101, 9, 102, 0]])
+    edited = np.array([[101, 5, 8, 102], [101, 9, 3, 0]])  # (0,1) and (1,2) replaced
+    attn = np.array([[1, 1, 1, 1], [1, 1, 1, 0]])
+    labels = ((edited != ids) & (attn == 1)).astype(int)
+    assert labels.sum() == 2
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    want = -np.mean(np.take_along_axis(logp, labels[..., None], -1))  # all 8 cells, pad too
+    got = rtd_loss(
+        torch.tensor(logits), torch.tensor(edited), torch.tensor(ids), torch.tensor(attn)
+    )
+    assert got.item() == pytest.approx(want, rel=1e-6)  # the loss is taken in float32
+
+    ids = torch.randint(1000, 2000, (200, 30))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = True
+    out = mask_tokens(ids, special, 0.3, 103, 30522, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 0], ids[:, 0])  # specials never change
+    changed = (out != ids)[:, 1:].float().mean().item()
+    assert 0.3 * 0.85 < changed < 0.3 * 0.95  # 30 % picked, 90 % of them altered (~27 %)
+    assert (out == 103).float().mean().item() == pytest.approx(0.3 * 0.8 * 29 / 30, abs=0.01)
+
+
+def test_diffcse_trains_resumes_and_reduces_to_simcse(shared_data, tmp_path):
+    wiki = tmp_path / "wiki.txt"
+    lines = (shared_data / "train" / "wiki1m_for_simcse.first11914.txt").read_text().splitlines()
+    wiki.write_text("\n".join(lines[:16]) + "\n")
+    gen = tiny_generator(tmp_path / "gen")
+
+    def run(out, steps=8, weight=0.005, objective="diffcse"):
+        backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+        cfg = TrainConfig(
+            batch_size=8, steps=steps, lr=2e-3, eval_steps=steps, log_steps=1, seed=7,
+            max_length=24, pooler="avg", eval_pooler="avg", objective=objective,
+            objective_args={"generator": gen, "weight": weight} if objective else {},
+        )  # fmt: skip
+        return Trainer(backbone, tok, wiki, cfg, out, progress=False)
+
+    full = run(tmp_path / "a")
+    full.train()
+    losses = [r["loss"] for r in read_log(tmp_path / "a") if "loss" in r]
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    state = torch.load(tmp_path / "a" / "last" / "trainer_state.pt", weights_only=False)
+    assert any(k.startswith("discriminator.") for k in state["objective"])
+    assert not any(k.startswith("_generator") for k in state["objective"])  # frozen: not kept
+
+    part = run(tmp_path / "b")
+    part.on_step_end.append(lambda t, s: (_ for _ in ()).throw(KeyboardInterrupt) if s == 3 else 0)
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    run(tmp_path / "b").train(resume=True)
+    assert [r["loss"] for r in read_log(tmp_path / "b") if "loss" in r] == losses
+
+    # weight 0: the first step's loss is the InfoNCE of the same embeddings.
+    zero = run(tmp_path / "z", steps=1, weight=0.0)
+    zero.train()
+    plain = run(tmp_path / "p", steps=1, objective=None)
+    plain.train()
+    assert read_log(tmp_path / "z")[0]["loss"] == read_log(tmp_path / "p")[0]["loss"]
+    assert read_log(tmp_path / "z")[0]["loss"] != losses[0]  # with weight 0.005 it differs
+
+
+def test_diffcse_generator_with_another_tokenizer_is_refused(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]) + "\n")
+    folder = tmp_path / "gen"
+    BertTokenizerFast(str(vocab)).save_pretrained(folder)
+    small = BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=1)
+    BertForMaskedLM(small).save_pretrained(folder)
+    data = write_sentences(tmp_path / "s.txt", n=8)
+    backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+    cfg = TrainConfig(batch_size=4, steps=2, objective="diffcse",
+                      objective_args={"generator": str(folder)})  # fmt: skip
+    with pytest.raises(ValueError, match="its tokenizer differs from the trained model's"):
+        Trainer(backbone, tok, data, cfg, tmp_path / "out", progress=False)

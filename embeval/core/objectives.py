@@ -42,7 +42,8 @@ def objective_arguments(name: str, given: dict | None = None) -> dict:
 
 
 def make_objective(name: str | None, args: dict, model, tokenizer) -> torch.nn.Module | None:
-    """The run's objective (None without one)."""
+    """The run's objective (None without one). The Trainer seeds torch with the run's seed
+    first, so a head's initial weights (and any seed it draws) follow the run's seed."""
     if name is None:
         return None
     return OBJECTIVES.get(name)(model, tokenizer, **objective_arguments(name, args))
@@ -114,3 +115,115 @@ class SBertNLI(torch.nn.Module):
         labels = torch.tensor([NLI_LABELS.index(ex[2].strip()) for ex in batch.examples])
         logits = self.classifier(torch.cat([u, v, (u - v).abs()], -1))  # (b, 3)
         return F.cross_entropy(logits, labels.to(logits.device))
+
+
+def mask_tokens(
+    ids: torch.Tensor,  # (N, T) token ids
+    special: torch.Tensor,  # (N, T) bool: [CLS], [SEP], padding
+    ratio: float,
+    mask_id: int,
+    vocab: int,
+    gen: torch.Generator,
+) -> torch.Tensor:  # (N, T)
+    """BERT's masking as DiffCSE's collator does it: each non-special token is picked with
+    probability `ratio`; of those 80 % become [MASK], half the rest a random token, the rest
+    stay."""
+    u = torch.rand(ids.shape, generator=gen)  # one draw per purpose, on the CPU
+    picked = (torch.rand(ids.shape, generator=gen) < ratio) & ~special
+    to_mask = picked & (u < 0.8)
+    to_random = picked & ~to_mask & (torch.rand(ids.shape, generator=gen) < 0.5)
+    out = torch.where(to_mask, mask_id, ids)
+    return torch.where(to_random, torch.randint(vocab, ids.shape, generator=gen), out)
+
+
+def rtd_loss(
+    logits: torch.Tensor,  # (N, T, 2) discriminator logits
+    edited: torch.Tensor,  # (N, T) generator's tokens
+    ids: torch.Tensor,  # (N, T) original tokens
+    attention_mask: torch.Tensor,  # (N, T)
+) -> torch.Tensor:  # ()
+    """Replaced-token detection: label 1 where the generator's token differs from the original
+    (inside the attention mask), 0 elsewhere; 2-way cross-entropy averaged over all N T cells,
+    padding included, as DiffCSE's code computes it."""
+    labels = ((edited != ids) & attention_mask.bool()).long()  # (N, T)
+    return F.cross_entropy(logits.reshape(-1, 2).float(), labels.reshape(-1))
+
+
+@OBJECTIVES.register("diffcse")
+class DiffCSE(torch.nn.Module):
+    """DiffCSE's replaced-token detection (Chuang et al., NAACL 2022; voidism/DiffCSE
+    `diffcse/models.py`), added to the contrastive loss: loss = L_contrastive + weight * RTD.
+
+    Each view's tokens are masked (`mask_ratio` 0.3, BERT's 80/10/10 scheme); a frozen MLM
+    `generator` (a checkpoint with the trained model's tokenizer, DistilBERT in the paper) fills
+    every position with its argmax ([CLS] kept); a discriminator, a copy of the encoder as
+    training starts, reads that text with its first input embedding replaced by the view's
+    sentence embedding (the training pooler's output) and a linear head predicts per token
+    whether it was replaced (`rtd_loss`). weight 0.005 as run_diffcse.sh. As the code: every
+    position where the generator's argmax differs counts as replaced, not only masked ones.
+    Not reproduced: DiffCSE's BatchNorm projector (`--batchnorm`); the embedding is the
+    training pooler's (SimCSE's MLP with --pooler cls). The masking draws from its own
+    generator seeded by (the run's seed, step), so a resumed run masks as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        generator: str = "",
+        mask_ratio: float = 0.3,
+        weight: float = 0.005,
+    ):
+        import copy
+
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        super().__init__()
+        if not generator:
+            raise ValueError("objective diffcse needs its generator: --objective-arg generator=DIR")
+        try:
+            gen_tok = AutoTokenizer.from_pretrained(generator)
+            gen = AutoModelForMaskedLM.from_pretrained(generator)
+        except Exception as exc:
+            raise ValueError(f"diffcse generator {generator}: cannot load it ({exc})") from exc
+        if gen_tok.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"diffcse generator {generator}: its tokenizer differs from the trained model's; "
+                "the discriminator reads the generator's token ids, so both need one vocabulary"
+            )
+        self._generator = [gen.eval().requires_grad_(False)]  # a list: frozen, not a submodule
+        self.discriminator = copy.deepcopy(model.backbone)
+        if getattr(self.discriminator, "pooler", None) is not None:
+            self.discriminator.pooler = None  # per-token outputs only
+        self.discriminator.requires_grad_(True)
+        self.head = torch.nn.Linear(self.discriminator.config.hidden_size, 2)
+        self.tokenizer, self.mask_ratio, self.weight = tokenizer, mask_ratio, weight
+        self.seed = int(torch.randint(2**31, ()))  # from the run's seed (see make_objective)
+
+    def forward(self, batch) -> torch.Tensor:  # ()
+        views = batch.views
+        inputs = batch.tokenize([t for c in views.order for t in views.texts[c]])  # (V b, T)
+        ids, attn = inputs["input_ids"], inputs["attention_mask"]
+        special = torch.tensor(
+            [self.tokenizer.get_special_tokens_mask(r, already_has_special_tokens=True)
+             for r in ids.tolist()], dtype=torch.bool,
+        )  # fmt: skip
+        rng = torch.Generator().manual_seed(self.seed * 1_000_003 + batch.step)
+        masked = mask_tokens(ids.cpu(), special, self.mask_ratio, self.tokenizer.mask_token_id,
+                             len(self.tokenizer), rng).to(ids.device)  # fmt: skip
+        gen = self._generator[0].to(ids.device)
+        with torch.no_grad():
+            edited = gen(input_ids=masked, attention_mask=attn).logits.argmax(-1)  # (V b, T)
+        edited[:, 0] = ids[:, 0]  # [CLS] stays
+        edited = edited * attn
+        cond = batch.emb.reshape(-1, batch.emb.shape[-1])  # (V b, H) sentence embeddings
+
+        def first_is_sentence(module, args, out):  # (V b, T, H) input embeddings
+            return torch.cat([cond.unsqueeze(1).to(out.dtype), out[:, 1:]], 1)
+
+        hook = self.discriminator.embeddings.register_forward_hook(first_is_sentence)
+        try:
+            hidden = self.discriminator(input_ids=edited, attention_mask=attn).last_hidden_state
+        finally:
+            hook.remove()
+        return self.weight * rtd_loss(self.head(hidden), edited, ids, attn)

@@ -5,6 +5,8 @@
 #   bash examples/literature_bert_base.sh gcse            # sup. SimCSE form + GCSE's weighting
 #   bash examples/literature_bert_base.sh dclr            # DCLR, unsupervised
 #   bash examples/literature_bert_base.sh matryoshka      # sup. SimCSE, Matryoshka dims
+#   bash examples/literature_bert_base.sh sbert-nli       # SBERT's NLI softmax objective
+#   bash examples/literature_bert_base.sh diffcse         # DiffCSE, unsupervised
 #
 # Supervised runs use SimCSE's NLI triplets (nli_for_simcse.csv, 275k rows: sent0,sent1,hard_neg)
 # with SimCSE's supervised BERT-base setting (batch 512 over the GPUs, lr 5e-5, 3 epochs, tau
@@ -18,9 +20,15 @@
 #     one noise vector per sentence refined by 4 gradient steps, the frozen scorer
 #     princeton-nlp/unsup-simcse-bert-base-uncased.
 #   matryoshka: 768,512,256,128,64, weights 1 (sentence-transformers' MatryoshkaLoss default).
+#   sbert-nli: Reimers & Gurevych 2019: batch 16, lr 2e-5, 1 epoch, 10 % warm-up, mean pooling;
+#     the paper trains on SNLI + MultiNLI with all three labels (a CSV sent0,sent1,label);
+#     SimCSE's triplets give entailment and contradiction rows only.
+#   diffcse: voidism/DiffCSE run_diffcse.sh: wiki1m, batch 64, lr 7e-6, 2 epochs, mask 0.30,
+#     lambda 0.005, generator distilbert-base-uncased (same vocabulary as bert-base-uncased);
+#     its BatchNorm projector is not reproduced (see the objective's docstring).
 set -euo pipefail
 
-METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka}
+METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka|sbert-nli|diffcse}
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 DATA_DIR=${DATA_DIR:-data}
 NLI=${NLI:-$DATA_DIR/train/nli_for_simcse.csv}
@@ -43,10 +51,20 @@ case "$METHOD" in
           --batch-size 128 --lr 3e-5 --epochs 3 --temp 0.05 --max-length 32) ;;
   matryoshka) fetch "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims 768,512,256,128,64 "${SUP[@]}") ;;
+  sbert-nli) fetch "$NLI" nli_for_simcse.csv
+    ARGS=(--data "$NLI" --objective sbert-nli --batch-size 16 --lr 2e-5 --epochs 1
+          --warmup-steps "${WARMUP:-3437}" --max-length 128 --pooler avg --eval-pooler avg) ;;
+  diffcse) fetch "$WIKI" wiki1m_for_simcse.txt
+    ARGS=(--data "$WIKI" --objective diffcse
+          --objective-arg generator="${GENERATOR:-distilbert/distilbert-base-uncased}"
+          --objective-arg mask_ratio=0.3 --objective-arg weight=0.005
+          --batch-size 64 --lr 7e-6 --epochs 2 --temp 0.05 --max-length 32) ;;
   *) echo "unknown method $METHOD" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
-embeval train --model "$MODEL" --out "$OUT" "${ARGS[@]}" \
-  --pooler cls --eval-pooler cls_before_pooler --eval-steps 125 --seed 42 \
+POOL=(--pooler cls --eval-pooler cls_before_pooler)
+[ "$METHOD" = sbert-nli ] && POOL=()
+embeval train --model "$MODEL" --out "$OUT" "${POOL[@]}" "${ARGS[@]}" \
+  --eval-steps 125 --seed 42 \
   --eval-data "$DATA_DIR" $EXTRA
 embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"

@@ -199,3 +199,24 @@ def test_sbert_nli_by_hand():
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
     want = -np.mean([logp[0, 1], logp[1, 0], logp[2, 2]])  # contradiction 0, entailment 1, ...
     assert head(batch).item() == pytest.approx(want, rel=1e-10)
+
+
+def test_two_d_matryoshka_by_hand_and_without_layers_is_matryoshka():
+    from embeval.core.batches import two_d_matryoshka
+
+    emb = RNG.normal(size=(2, 4, 6))  # (V, b, H) last layer
+    lay = RNG.normal(size=(2, 4, 6))  # a sampled layer
+    t = 0.3
+    cfg = TrainConfig(matryoshka_dims=[6, 3], matryoshka_layers=1, matryoshka_kl_temperature=t)
+    p_last = np.exp(emb.reshape(-1, 6) / t)
+    p_last /= p_last.sum(1, keepdims=True)
+    logq = lay.reshape(-1, 6) / t
+    logq = logq - np.log(np.exp(logq).sum(1, keepdims=True))
+    kl = np.sum(p_last * (np.log(p_last) - logq)) / 8  # batchmean over the 8 rows
+    m = lambda e: _matryoshka_numpy(e, [6, 3], [1.0, 1.0], 0.05)  # noqa: E731
+    want = m(emb) + m(lay) + t * kl
+    got = two_d_matryoshka(_t(emb), [_t(lay)], cfg)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    no_kl = TrainConfig(matryoshka_dims=[6, 3], matryoshka_kl_temperature=0.0)
+    assert two_d_matryoshka(_t(emb), [_t(lay)], no_kl).item() == pytest.approx(m(emb) + m(lay))
+    assert two_d_matryoshka(_t(emb), [], cfg).item() == contrastive_loss(_t(emb), cfg).item()

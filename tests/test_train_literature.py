@@ -26,6 +26,7 @@ METHODS = {  # name: (training file, TrainConfig fields)
     "gcse": (NLI, {"loss": "gcse", "reference_model": "initial"}),
     "dclr": (WIKI, {"loss": "dclr", "reference_model": "random-tiny", "negatives": ["dclr-noise"]}),
     "matryoshka": (NLI, {"matryoshka_dims": [32, 16, 8], "matryoshka_weights": [1.0, 0.5, 0.5]}),
+    "2dmse": (NLI, {"matryoshka_dims": [32, 16], "matryoshka_layers": 1}),
 }
 STEPS, CUT = 12, 4
 

@@ -234,6 +234,21 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     help="w_d, one per --matryoshka-dims entry. Default: all 1.",
 )
 @click.option(
+    "--matryoshka-layers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="2D Matryoshka (2DMSE): also train the pooled output of this many layers drawn each "
+    "step (1 in the paper), plus a KL term towards the last layer; 0: off.",
+)
+@click.option(
+    "--matryoshka-kl-temperature",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="2DMSE's KL temperature; 0 drops the KL term.",
+)
+@click.option(
     "--steps",
     type=click.IntRange(0),
     help="Optimizer steps (overrides --epochs); 0 saves the initial model.",

@@ -10,6 +10,8 @@ it to the loss (`embeval.core.losses`) with the config's temperature and loss ar
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +24,7 @@ from embeval.core.losses import (
     in_batch_only,
 )
 from embeval.core.negatives import Batch, make_providers
+from embeval.core.poolers import POOLERS
 from embeval.core.train_config import TrainConfig
 from embeval.core.train_data import TrainData, epoch_order
 from embeval.core.views import VIEWS, extra_views, view_name
@@ -71,6 +74,37 @@ def contrastive_loss(
         for d, w in zip(dims, weights, strict=True)
     ]
     return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
+
+
+def two_d_matryoshka(
+    emb: torch.Tensor,  # (V, b, H) last layer's embeddings
+    layers: list[torch.Tensor],  # n x (V, b, H) the sampled layers' embeddings
+    cfg: TrainConfig,
+    extra: torch.Tensor | None = None,
+    fn: Loss | None = None,
+    inputs: dict | None = None,
+) -> torch.Tensor:  # ()
+    """2D Matryoshka (2DMSE, Li et al. 2024), as sentence-transformers' Matryoshka2dLoss
+    (AdaptiveLayerLoss over MatryoshkaLoss) computes it with its default weights 1:
+
+    L = L(last) + (1/n) sum_l L(layer l) + sum_l T * KL(softmax(e_last / T) || softmax(e_l / T)),
+    L the (Matryoshka) contrastive loss, e the raw embeddings of all views (rows), the softmax
+    over their coordinates, T = cfg.matryoshka_kl_temperature (0.3; 0: no KL term), the last
+    layer detached in the KL (its teacher), KL averaged over rows (batchmean). The code softmaxes
+    embedding coordinates, not similarity rows; that is followed. Each step uses every
+    Matryoshka width (its n_dims_per_step=1 samples one) and the providers' columns of the
+    last layer.
+    """
+    loss = contrastive_loss(emb, cfg, extra, fn, inputs)
+    t = cfg.matryoshka_kl_temperature
+    h = emb.shape[-1]
+    teacher = F.softmax(emb.reshape(-1, h).float() / t, -1).detach() if t > 0 else None
+    for layer in layers:
+        loss = loss + contrastive_loss(layer, cfg, extra, fn, inputs) / len(layers)
+        if teacher is not None:
+            student = F.log_softmax(layer.reshape(-1, h).float() / t, -1)
+            loss = loss + F.kl_div(student, teacher, reduction="batchmean") * t
+    return loss
 
 
 def reference_model(name: str, cfg: TrainConfig, backbone: torch.nn.Module, tokenizer):
@@ -239,9 +273,19 @@ class Batches:
         if views.order != tuple(range(len(views.texts))):  # a shared column: tokenized once
             rows = torch.cat([torch.arange(b) + c * b for c in views.order]).to(self.device)
             inputs = {k: v[rows] for k, v in inputs.items()}  # (V b, T)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            emb = self.forward(**inputs)  # (V b, H)
+        hidden = []  # the backbone's outputs, when layers are sampled (2DMSE)
+        hook = None
+        if self.config.matryoshka_layers:
+            hook = self.model.backbone.register_forward_hook(lambda m, a, out: hidden.append(out))
+        try:
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                emb = self.forward(**inputs)  # (V b, H)
+                layers = self._sampled_layers(hidden, inputs["attention_mask"])
+        finally:
+            if hook is not None:
+                hook.remove()
         emb = emb.view(len(views.order), b, -1)  # (V, b, H)
+        layers = [e.view(len(views.order), b, -1) for e in layers]
         extra, aux = None, None
         batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
         if self.objective is not None:
@@ -256,8 +300,25 @@ class Batches:
             with torch.no_grad():
                 ref = self.reference(**inputs).view(len(views.order), b, -1)  # (V, b, H')
             given["ref_sim"] = similarity(ref)  # (W b, W b (V - 1))
-        loss = contrastive_loss(emb, self.config, extra, self.loss_fn, given)
+        if layers:
+            loss = two_d_matryoshka(emb, layers, self.config, extra, self.loss_fn, given)
+        else:
+            loss = contrastive_loss(emb, self.config, extra, self.loss_fn, given)
         return (loss if aux is None else loss + aux), cut
+
+    def _sampled_layers(self, hidden: list, mask: torch.Tensor) -> list[torch.Tensor]:
+        """2DMSE: the training pooler over `matryoshka_layers` layers drawn (Python's random,
+        as sentence-transformers) from the embedding output and all but the last layer."""
+        if not hidden:
+            return []
+        states = hidden[0].hidden_states  # (L + 1) x (V b, T, H)
+        first = 2 if self.model.pooler in ("avg_first_last", "avg_top2") else 0  # two layers
+        picks = range(first, len(states) - 1)
+        n = self.config.matryoshka_layers
+        picks = random.sample(picks, n) if n < len(picks) else list(picks)
+        mlp = getattr(self.model.backbone, "pooler", None)
+        pool = POOLERS.get(self.model.pooler)
+        return [pool(mask, states[: i + 1], None if mlp is None else mlp(states[i])) for i in picks]
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

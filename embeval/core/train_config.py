@@ -37,6 +37,8 @@ class TrainConfig:
     reference_model: str | None = None  # frozen model behind a loss's ref_sim (gcse, dclr)
     matryoshka_dims: list[int] = field(default_factory=list)  # loss summed over prefixes
     matryoshka_weights: list[float] = field(default_factory=list)  # w_d; empty: all 1
+    matryoshka_layers: int = 0  # 2DMSE: layers sampled per step (1 in the paper); 0: off
+    matryoshka_kl_temperature: float = 0.3  # 2DMSE's KL term (last layer teaches); 0: none
     objective: str | None = None  # an OBJECTIVES head trained beside the encoder (sbert-nli)
     objective_args: dict = field(default_factory=dict)  # its keyword arguments
     batch_size: int = 64  # per process
@@ -101,6 +103,11 @@ class TrainConfig:
             raise ValueError(f"matryoshka_dims must be positive integers, got {dims!r}")
         if len(set(dims)) != len(dims):
             raise ValueError(f"matryoshka_dims {dims!r} repeats a dimension")
+        if self.matryoshka_layers < 0 or self.matryoshka_kl_temperature < 0:
+            raise ValueError(
+                "matryoshka_layers and matryoshka_kl_temperature must be >= 0, got "
+                f"{self.matryoshka_layers}, {self.matryoshka_kl_temperature}"
+            )
         if weights and len(weights) != len(dims):
             raise ValueError(
                 f"matryoshka_weights {weights!r}: one weight per dimension of {dims!r} expected"
@@ -130,6 +137,8 @@ FIELDS_ADDED = {
     "reference_model": None,
     "matryoshka_dims": [],
     "matryoshka_weights": [],
+    "matryoshka_layers": 0,
+    "matryoshka_kl_temperature": 0.3,
     "objective": None,
     "objective_args": {},
 }

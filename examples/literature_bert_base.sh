@@ -5,6 +5,7 @@
 #   bash examples/literature_bert_base.sh gcse            # sup. SimCSE form + GCSE's weighting
 #   bash examples/literature_bert_base.sh dclr            # DCLR, unsupervised
 #   bash examples/literature_bert_base.sh matryoshka      # sup. SimCSE, Matryoshka dims
+#   bash examples/literature_bert_base.sh 2dmse           # sup. SimCSE, 2D Matryoshka
 #   bash examples/literature_bert_base.sh sbert-nli       # SBERT's NLI softmax objective
 #   bash examples/literature_bert_base.sh diffcse         # DiffCSE, unsupervised
 #
@@ -20,15 +21,18 @@
 #     one noise vector per sentence refined by 4 gradient steps, the frozen scorer
 #     princeton-nlp/unsup-simcse-bert-base-uncased.
 #   matryoshka: 768,512,256,128,64, weights 1 (sentence-transformers' MatryoshkaLoss default).
+#   2dmse: the same widths, one layer drawn per step, KL temperature 0.3 (sentence-transformers'
+#     Matryoshka2dLoss defaults; the 2DMSE paper trains AnglE's objective, not SimCSE's).
 #   sbert-nli: Reimers & Gurevych 2019: batch 16, lr 2e-5, 1 epoch, 10 % warm-up, mean pooling;
 #     the paper trains on SNLI + MultiNLI with all three labels (a CSV sent0,sent1,label);
-#     SimCSE's triplets give entailment and contradiction rows only.
+#     SimCSE's triplets give entailment and contradiction rows only. Max length 128
+#     (sentence-transformers' default for bert-base-uncased).
 #   diffcse: voidism/DiffCSE run_diffcse.sh: wiki1m, batch 64, lr 7e-6, 2 epochs, mask 0.30,
 #     lambda 0.005, generator distilbert-base-uncased (same vocabulary as bert-base-uncased);
 #     its BatchNorm projector is not reproduced (see the objective's docstring).
 set -euo pipefail
 
-METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka|sbert-nli|diffcse}
+METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka|2dmse|sbert-nli|diffcse}
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 DATA_DIR=${DATA_DIR:-data}
 NLI=${NLI:-$DATA_DIR/train/nli_for_simcse.csv}
@@ -51,6 +55,9 @@ case "$METHOD" in
           --batch-size 128 --lr 3e-5 --epochs 3 --temp 0.05 --max-length 32) ;;
   matryoshka) fetch "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims 768,512,256,128,64 "${SUP[@]}") ;;
+  2dmse) fetch "$NLI" nli_for_simcse.csv
+    ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims 768,512,256,128,64
+          --matryoshka-layers 1 --matryoshka-kl-temperature 0.3 "${SUP[@]}") ;;
   sbert-nli) fetch "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --objective sbert-nli --batch-size 16 --lr 2e-5 --epochs 1
           --warmup-steps "${WARMUP:-3437}" --max-length 128 --pooler avg --eval-pooler avg) ;;

@@ -39,6 +39,7 @@ NLI=${NLI:-$DATA_DIR/train/nli_for_simcse.csv}
 WIKI=${WIKI:-$DATA_DIR/train/wiki1m_for_simcse.txt}
 OUT=${OUT:-runs/$METHOD-bert-base}
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
+# Also: REFERENCE (dclr's frozen scorer), GENERATOR (diffcse's MLM), WARMUP (sbert-nli), SCORE
 SIMCSE=https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main
 
 fetch() { [ -s "$1" ] || { mkdir -p "$(dirname "$1")"; curl -fL -o "$1.part" "$SIMCSE/$2"; mv "$1.part" "$1"; }; }
@@ -51,7 +52,7 @@ case "$METHOD" in
     ARGS=(--data "$NLI" --loss gcse --loss-arg alpha=0.17 --reference-model initial "${SUP[@]}") ;;
   dclr) fetch "$WIKI" wiki1m_for_simcse.txt
     ARGS=(--data "$WIKI" --loss dclr --loss-arg phi=0.9 --negatives dclr-noise
-          --reference-model princeton-nlp/unsup-simcse-bert-base-uncased
+          --reference-model "${REFERENCE:-princeton-nlp/unsup-simcse-bert-base-uncased}"
           --batch-size 128 --lr 3e-5 --epochs 3 --temp 0.05 --max-length 32) ;;
   matryoshka) fetch "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims 768,512,256,128,64 "${SUP[@]}") ;;
@@ -74,4 +75,6 @@ POOL=(--pooler cls --eval-pooler cls_before_pooler)
 embeval train --model "$MODEL" --out "$OUT" "${POOL[@]}" "${ARGS[@]}" \
   --eval-steps 125 --seed 42 \
   --eval-data "$DATA_DIR" $EXTRA
-embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
+if [ "${SCORE:-1}" = 1 ]; then  # SCORE=0: train only (tests/test_examples.py)
+  embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
+fi

@@ -38,6 +38,7 @@ DATA_DIR=${DATA_DIR:-data}
 NLI=${NLI:-$DATA_DIR/train/nli_for_simcse.csv}
 WIKI=${WIKI:-$DATA_DIR/train/wiki1m_for_simcse.txt}
 OUT=${OUT:-runs/$METHOD-bert-base}
+DIMS=${DIMS:-768,512,256,128,64}  # Matryoshka widths (BERT-base: 768 wide)
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
 # Also: REFERENCE (dclr's frozen scorer), GENERATOR (diffcse's MLM), WARMUP (sbert-nli), SCORE
 SIMCSE=https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main
@@ -55,9 +56,9 @@ case "$METHOD" in
           --reference-model "${REFERENCE:-princeton-nlp/unsup-simcse-bert-base-uncased}"
           --batch-size 128 --lr 3e-5 --epochs 3 --temp 0.05 --max-length 32) ;;
   matryoshka) fetch "$NLI" nli_for_simcse.csv
-    ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims 768,512,256,128,64 "${SUP[@]}") ;;
+    ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims "$DIMS" "${SUP[@]}") ;;
   2dmse) fetch "$NLI" nli_for_simcse.csv
-    ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims 768,512,256,128,64
+    ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims "$DIMS"
           --matryoshka-layers 1 --matryoshka-kl-temperature 0.3 "${SUP[@]}") ;;
   sbert-nli) fetch "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --objective sbert-nli --batch-size 16 --lr 2e-5 --epochs 1

@@ -86,6 +86,7 @@ def test_literature_recipes_run(method, shared_data, tmp_path):
         "REFERENCE": "random-tiny",
         "GENERATOR": str(tmp_path / "gen"),
         "SCORE": "0",
+        "DIMS": "128,64",  # random-tiny is 128 wide
         "EXTRA": "--steps 1 --batch-size 8 --no-eval --no-progress --device cpu",
     }
     run = subprocess.run(

@@ -173,7 +173,9 @@ def gcse(
     logit under a frozen base model (`ref_sim`, --reference-model). As the released code does:
     the difference and alpha are on the logit scale (cosine / tau), and w is a constant (the code
     detaches it), so gradients flow through the plain logit only. Far above/below the base the
-    bonus vanishes; alpha -> 0 gives sup-simcse.
+    bonus vanishes; alpha -> 0 gives sup-simcse. The code's base model is a SimCSE model (its
+    [CLS] MLP) in eval mode; here the reference pools as its checkpoint declares ('initial':
+    the run's evaluation pooler).
     """
     b = _check(sim)
     if sim.shape[1] != 2 * b or ref_sim.shape[1] < 2 * b:
@@ -201,7 +203,9 @@ def dclr(
     binary cross-entropy with the diagonal as 1: -(y log p + (1 - y) log(1 - p)). The paper
     writes a weighted InfoNCE; the code's softmax + BCE is followed. A weight 0 zeroes the
     logit (it does not drop the column). The code compares cos_fix / tau > 20 phi; with its
-    tau = 0.05 that is cos_fix > phi, as here.
+    tau = 0.05 that is cos_fix > phi, as here. Not as the code: its frozen model pools with
+    BERT's pooler layer and runs with dropout on (a submodule left in training mode); here the
+    reference pools as its checkpoint declares and runs in eval mode (see --reference-model).
     """
     b = _check(sim)
     c = min(ref_sim.shape[1], sim.shape[1])

@@ -38,6 +38,18 @@ def make(out, data, steps=10, **kw):
     return Trainer(backbone, tok, data, cfg, out, progress=False)
 
 
+def same_embeddings_everywhere(last):
+    """embeval and sentence-transformers load the checkpoint alike (the head is not in it)."""
+    from sentence_transformers import SentenceTransformer
+
+    from embeval.eval.encoders.transformer import TransformerEncoder
+
+    texts = ["A man is playing a guitar .", "the cat sleeps"]
+    ours = TransformerEncoder.from_checkpoint(str(last), progress=False, device="cpu").encode(texts)
+    st = SentenceTransformer(str(last), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(ours, st, atol=1e-5)
+
+
 def test_triplets_become_labelled_pairs_and_labels_are_checked(tmp_path):
     trip = tmp_path / "t.csv"
     trip.write_text("sent0,sent1,hard_neg\na,b,c\nd,e,f\n")
@@ -76,6 +88,7 @@ def test_sbert_nli_trains_keeps_its_head_out_of_the_checkpoint_and_resumes(share
     assert saved["view"] == "labelled-pairs" and saved["n_examples"] == 16
     weights = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
     assert not any("classifier" in k for k in weights)  # the encoder alone
+    same_embeddings_everywhere(tmp_path / "a" / "last")
     state = torch.load(tmp_path / "a" / "last" / "trainer_state.pt", weights_only=False)
     assert torch.equal(state["objective"]["classifier.weight"], full.objective.classifier.weight)
 
@@ -171,6 +184,7 @@ def test_diffcse_trains_resumes_and_reduces_to_simcse(shared_data, tmp_path):
     state = torch.load(tmp_path / "a" / "last" / "trainer_state.pt", weights_only=False)
     assert any(k.startswith("discriminator.") for k in state["objective"])
     assert not any(k.startswith("_generator") for k in state["objective"])  # frozen: not kept
+    same_embeddings_everywhere(tmp_path / "a" / "last")
 
     part = run(tmp_path / "b")
     part.on_step_end.append(lambda t, s: (_ for _ in ()).throw(KeyboardInterrupt) if s == 3 else 0)

@@ -53,3 +53,45 @@ def test_paper_recipe_script_runs(nproc, shared_data, tmp_path):
     run = json.loads((tmp_path / "reports" / "runs" / "recipe-test.json").read_text())
     assert len(run["tasks"]) == 7 and run["avg"] is not None
     assert (tmp_path / "reports" / "recipe.html").stat().st_size > 10_000
+
+
+LITERATURE = SCRIPT.parent / "literature_bert_base.sh"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method", ["promcse-hinge", "gcse", "dclr", "matryoshka", "2dmse", "sbert-nli", "diffcse"]
+)
+def test_literature_recipes_run(method, shared_data, tmp_path):
+    """examples/literature_bert_base.sh METHOD with random-tiny, one step on the shared data
+    (the reference and generator swapped for random tiny ones; no STS scoring)."""
+    from transformers import BertForMaskedLM
+
+    from embeval.core.model import random_tiny
+
+    backbone, tok = random_tiny(1)
+    BertForMaskedLM(backbone.config).save_pretrained(tmp_path / "gen")
+    tok.save_pretrained(tmp_path / "gen")
+    data = shared_data.resolve()
+    out = tmp_path / "runs" / method
+    env = {
+        **os.environ,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+        "HF_HUB_OFFLINE": "1",
+        "MODEL": "random-tiny",
+        "DATA_DIR": str(data),
+        "NLI": str(data / "train" / "snli_devtest_triplets_for_simcse.csv"),
+        "WIKI": str(data / "train" / "wiki1m_for_simcse.first11914.txt"),
+        "OUT": str(out),
+        "REFERENCE": "random-tiny",
+        "GENERATOR": str(tmp_path / "gen"),
+        "SCORE": "0",
+        "DIMS": "128,64",  # random-tiny is 128 wide
+        "EXTRA": "--steps 1 --batch-size 8 --no-eval --no-progress --device cpu",
+    }
+    run = subprocess.run(
+        ["bash", str(LITERATURE), method], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["steps"] == 1 and (out / "best" / "model.safetensors").is_file()

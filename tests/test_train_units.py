@@ -18,7 +18,7 @@ from embeval.core.batches import Batches
 from embeval.core.model import random_tiny
 from embeval.core.negatives import NEGATIVES, ExtraColumns, make_providers
 from embeval.core.trainer import TrainConfig, Trainer
-from embeval.core.views import VIEWS, Views, default_view, dropout, pairs
+from embeval.core.views import VIEWS, Views, default_view, dropout, labelled_pairs, pairs
 from embeval.registry import UnknownUnit
 
 # A loss outside the package: InfoNCE times `scale`, recording each call (the shape of sim,
@@ -167,7 +167,9 @@ def test_view_builders():
     with pytest.raises(ValueError, match="beyond the 1 given"):
         Views([["a"]], (0, 1))
     assert default_view(("sent0",)) == "dropout" and default_view(("sent0", "sent1")) == "pairs"
-    assert VIEWS.names() == ["dropout", "pairs"]
+    assert {"dropout", "pairs", "labelled-pairs"} <= set(VIEWS.names())
+    assert default_view(("sent0", "sent1", "label")) == "labelled-pairs"
+    assert labelled_pairs(ex) == Views([["a", "d"], ["b", "e"]], (0, 1))  # the label: no text
 
 
 def recording(seen: list):
@@ -268,7 +270,7 @@ def test_providers_are_made_once_per_run_and_checked(tmp_path):
         NEGATIVES.remove("toy-bad")
     with pytest.raises(ValueError, match="negatives must be a list of names"):
         TrainConfig(negatives="toy").validate()
-    assert NEGATIVES.names() == []  # none built in: a fake would train nothing real
+    assert "toy-bad" not in NEGATIVES.names()  # removed again: later tests see the built-ins only
     assert Batches.step_end  # the loop's hook for providers after each optimizer step
 
 

@@ -103,6 +103,19 @@ def key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def int_list(value: str | None, param, kind=int) -> list:
+    """'768,512,64' as [768, 512, 64] (or floats); None as []."""
+    if not value:
+        return []
+    try:
+        return [kind(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected comma-separated {kind.__name__}s, e.g. 768,256,64",
+            param=param,
+        ) from None
+
+
 def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     """--loss-arg's KEY=VALUE pairs plus the loss flags kept from before it that were given
     (`flags`: config field -> value or None; --focal-m F sets m=F, as LOSS_FIELDS maps them). A
@@ -185,6 +198,55 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     multiple=True,
     help="An extra-negative provider adding columns to the similarity matrix (repeatable). "
     "ESimCSE's queue or a teacher would be one.",
+)
+@click.option(
+    "--objective",
+    cls=UnitOption,
+    registry="embeval.core.objectives:OBJECTIVES",
+    help="A head trained beside the encoder whose loss joins (or replaces) the contrastive "
+    "one; its parameters are saved in OUT/last for --resume, not in the checkpoints.",
+)
+@click.option(
+    "--objective-arg",
+    "objective_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="An argument of the objective (repeatable), as --loss-arg.",
+)
+@click.option(
+    "--reference-model",
+    help="Frozen model that scores each batch for losses taking ref_sim (gcse: the base "
+    "model; dclr: an unsupervised SimCSE): a checkpoint, hub name, random-tiny, or 'initial' "
+    "(a frozen copy of --model as training starts). Same tokenizer as --model.",
+)
+@click.option(
+    "--matryoshka-dims",
+    callback=lambda ctx, param, v: int_list(v, param),
+    metavar="D1,D2,...",
+    help="Matryoshka: the loss becomes the sum over these prefix widths d of w_d * loss(first d "
+    "coordinates), e.g. 768,512,256,128,64 (any --loss).",
+)
+@click.option(
+    "--matryoshka-weights",
+    callback=lambda ctx, param, v: int_list(v, param, float),
+    metavar="W1,W2,...",
+    help="w_d, one per --matryoshka-dims entry. Default: all 1.",
+)
+@click.option(
+    "--matryoshka-layers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="2D Matryoshka (2DMSE): also train the pooled output of this many layers drawn each "
+    "step (1 in the paper), plus a KL term towards the last layer; 0: off.",
+)
+@click.option(
+    "--matryoshka-kl-temperature",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="2DMSE's KL temperature; 0 drops the KL term.",
 )
 @click.option(
     "--steps",

@@ -10,15 +10,39 @@ it to the loss (`embeval.core.losses`) with the config's temperature and loss ar
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 
 from embeval.core import distributed as dist
-from embeval.core.losses import Loss, bind_loss_arguments, get_loss, in_batch_only
+from embeval.core.losses import (
+    Loss,
+    batch_inputs,
+    bind_loss_arguments,
+    get_loss,
+    in_batch_only,
+)
 from embeval.core.negatives import Batch, make_providers
+from embeval.core.poolers import POOLERS
 from embeval.core.train_config import TrainConfig
 from embeval.core.train_data import TrainData, epoch_order
 from embeval.core.views import VIEWS, extra_views, view_name
+
+
+def similarity(
+    emb: torch.Tensor,  # (V, b, H) the views' embeddings
+    extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
+    dim: int | None = None,  # keep the first `dim` coordinates (Matryoshka); None: all
+) -> torch.Tensor:  # (W b, W b (V - 1) + W k)
+    """Cosines of the anchors (emb[0]) with the candidates (emb[1:], then `extra`), gathered
+    over processes, in float32: the matrix a loss receives."""
+    emb = F.normalize(emb[..., :dim].float(), dim=-1)  # cosine in float32
+    anchors = dist.gather_with_grad(emb[0])  # (W b, H)
+    cands = [dist.gather_with_grad(e) for e in emb[1:]]  # (V - 1) x (W b, H)
+    if extra is not None:
+        cands.append(dist.gather_with_grad(F.normalize(extra[..., :dim].float(), dim=-1)))
+    return anchors @ torch.cat(cands).T
 
 
 def contrastive_loss(
@@ -26,6 +50,7 @@ def contrastive_loss(
     cfg: TrainConfig,
     extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
     fn: Loss | None = None,  # the loss cfg.loss names, when already looked up
+    inputs: dict | None = None,  # the batch inputs the loss takes (losses.BATCH_INPUTS)
 ) -> torch.Tensor:  # ()
     """The training loss of one batch from its embeddings, as SimCSE's `cl_forward` forms it.
 
@@ -33,15 +58,77 @@ def contrastive_loss(
     emb[2:] hard negatives when present; `extra` the providers' columns. Vectors are
     L2-normalised in float32 (cosines), then gathered over processes; sim = anchors @
     candidates.T, (W b, W b (V - 1) + W k) with positives on the diagonal, goes to the loss
-    `cfg.loss` with `cfg.temperature` and its arguments (`cfg.loss_args` over its defaults)."""
+    `cfg.loss` with `cfg.temperature` and its arguments (`cfg.loss_args` over its defaults).
+
+    Matryoshka (Kusupati et al. 2022; sentence-transformers' MatryoshkaLoss): with
+    `cfg.matryoshka_dims` the loss is sum_d w_d * L(sim of the first d coordinates), each
+    prefix normalised on its own; w_d from `cfg.matryoshka_weights` (default 1). Any loss can be
+    wrapped; `inputs` (e.g. the reference model's full-width ref_sim) are the same for every d.
+    """
     fn = fn or get_loss(cfg.loss)
-    emb = F.normalize(emb.float(), dim=-1)  # cosine in float32
-    anchors = dist.gather_with_grad(emb[0])  # (W b, H)
-    cands = [dist.gather_with_grad(e) for e in emb[1:]]  # (V - 1) x (W b, H)
-    if extra is not None:
-        cands.append(dist.gather_with_grad(F.normalize(extra.float(), dim=-1)))  # (W k, H)
-    sim = anchors @ torch.cat(cands).T  # (W b, W b (V - 1) + W k)
-    return fn(sim, cfg.temperature, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))
+    kwargs = {**bind_loss_arguments(fn, cfg.loss_args, cfg.loss), **(inputs or {})}
+    dims = cfg.matryoshka_dims or [None]
+    weights = cfg.matryoshka_weights or [1.0] * len(dims)
+    terms = [
+        w * fn(similarity(emb, extra, d), cfg.temperature, **kwargs)
+        for d, w in zip(dims, weights, strict=True)
+    ]
+    return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
+
+
+def two_d_matryoshka(
+    emb: torch.Tensor,  # (V, b, H) last layer's embeddings
+    layers: list[torch.Tensor],  # n x (V, b, H) the sampled layers' embeddings
+    cfg: TrainConfig,
+    extra: torch.Tensor | None = None,
+    fn: Loss | None = None,
+    inputs: dict | None = None,
+) -> torch.Tensor:  # ()
+    """2D Matryoshka (2DMSE, Li et al. 2024), as sentence-transformers' Matryoshka2dLoss
+    (AdaptiveLayerLoss over MatryoshkaLoss) computes it with its default weights 1:
+
+    L = L(last) + (1/n) sum_l L(layer l) + sum_l T * KL(softmax(e_last / T) || softmax(e_l / T)),
+    L the (Matryoshka) contrastive loss, e the raw embeddings of all views (rows), the softmax
+    over their coordinates, T = cfg.matryoshka_kl_temperature (0.3; 0: no KL term), the last
+    layer detached in the KL (its teacher), KL averaged over rows (batchmean). The code softmaxes
+    embedding coordinates, not similarity rows; that is followed. Each step uses every
+    Matryoshka width (its n_dims_per_step=1 samples one) and the providers' columns of the
+    last layer.
+    """
+    loss = contrastive_loss(emb, cfg, extra, fn, inputs)
+    t = cfg.matryoshka_kl_temperature
+    h = emb.shape[-1]
+    teacher = F.softmax(emb.reshape(-1, h).float() / t, -1).detach() if t > 0 else None
+    for layer in layers:
+        loss = loss + contrastive_loss(layer, cfg, extra, fn, inputs) / len(layers)
+        if teacher is not None:
+            student = F.log_softmax(layer.reshape(-1, h).float() / t, -1)
+            loss = loss + F.kl_div(student, teacher, reduction="batchmean") * t
+    return loss
+
+
+def reference_model(name: str, cfg: TrainConfig, backbone: torch.nn.Module, tokenizer):
+    """The frozen model behind a loss's `ref_sim` (--reference-model): `initial` is a copy of
+    the backbone being trained as it starts (with the run's evaluation pooler: GCSE's base
+    model), `random-tiny` the random tiny BERT of the run's seed, anything else a checkpoint (its
+    declared pooling). It must share the trained model's tokenizer: it reads the same ids."""
+    import copy
+
+    from embeval.core.model import SentenceModel, load_model, random_tiny
+
+    if name == "initial":
+        return SentenceModel(copy.deepcopy(backbone), cfg.eval_pooler).eval().requires_grad_(False)
+    if name == "random-tiny":
+        tiny, ref_tok = random_tiny(cfg.seed)
+        ref = SentenceModel(tiny, "cls_before_pooler")
+    else:
+        ref, ref_tok, _ = load_model(name)
+    if ref_tok.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"--reference-model {name}: its tokenizer differs from the trained model's (it would "
+            "read the same token ids as other words); use a reference with the same vocabulary"
+        )
+    return ref.eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------------- batch sizes
@@ -124,13 +211,31 @@ class Batches:
         forward: torch.nn.Module,
         model: torch.nn.Module,
         amp: bool,
+        objective: torch.nn.Module | None = None,
     ):
         self.data, self.config, self.tokenizer = data, config, tokenizer
+        self.objective = objective  # `embeval.core.objectives`: a head with its own loss
         self.device, self.world, self.amp = device, world, amp
         self.forward, self.model = forward, model
         self.view = VIEWS.get(config.view)
         self.loss_fn = get_loss(config.loss)
         self.providers = make_providers(config.negatives)
+        self.inputs = batch_inputs(self.loss_fn)  # e.g. ref_sim: the reference model scores
+        self.reference = None
+        if "ref_sim" in self.inputs:
+            if config.reference_model is None:
+                raise ValueError(
+                    f"loss {config.loss} scores the batch with a frozen model: give "
+                    "--reference-model (a checkpoint, or 'initial' for the starting weights)"
+                )
+            ref = reference_model(config.reference_model, config, model.backbone, tokenizer)
+            self.reference = ref.to(device)
+        width = getattr(getattr(model, "backbone", None), "config", None)
+        width = getattr(width, "hidden_size", None)
+        if width and any(d > width for d in config.matryoshka_dims):
+            raise ValueError(
+                f"matryoshka_dims {config.matryoshka_dims}: the model's embeddings have {width}"
+            )
         self.steps_per_epoch = steps_per_epoch(
             config.batch_size * world, world, data, config.loss, config.view
         )
@@ -168,15 +273,52 @@ class Batches:
         if views.order != tuple(range(len(views.texts))):  # a shared column: tokenized once
             rows = torch.cat([torch.arange(b) + c * b for c in views.order]).to(self.device)
             inputs = {k: v[rows] for k, v in inputs.items()}  # (V b, T)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            emb = self.forward(**inputs)  # (V b, H)
+        hidden = []  # the backbone's outputs, when layers are sampled (2DMSE)
+        hook = None
+        if self.config.matryoshka_layers:
+            hook = self.model.backbone.register_forward_hook(lambda m, a, out: hidden.append(out))
+        try:
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                emb = self.forward(**inputs)  # (V b, H)
+                layers = self._sampled_layers(hidden, inputs["attention_mask"])
+        finally:
+            if hook is not None:
+                hook.remove()
         emb = emb.view(len(views.order), b, -1)  # (V, b, H)
-        extra = None
+        layers = [e.view(len(views.order), b, -1) for e in layers]
+        extra, aux = None, None
+        batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
+        if self.objective is not None:
+            aux = self.objective(batch)  # ()
+            if not getattr(self.objective, "contrastive", True):
+                return aux, cut
         if self.providers:
-            batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
             extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
             self._last = batch
-        return contrastive_loss(emb, self.config, extra, self.loss_fn), cut
+        given = {}
+        if self.reference is not None:
+            with torch.no_grad():
+                ref = self.reference(**inputs).view(len(views.order), b, -1)  # (V, b, H')
+            given["ref_sim"] = similarity(ref)  # (W b, W b (V - 1))
+        if layers:
+            loss = two_d_matryoshka(emb, layers, self.config, extra, self.loss_fn, given)
+        else:
+            loss = contrastive_loss(emb, self.config, extra, self.loss_fn, given)
+        return (loss if aux is None else loss + aux), cut
+
+    def _sampled_layers(self, hidden: list, mask: torch.Tensor) -> list[torch.Tensor]:
+        """2DMSE: the training pooler over `matryoshka_layers` layers drawn (Python's random,
+        as sentence-transformers) from the embedding output and all but the last layer."""
+        if not hidden:
+            return []
+        states = hidden[0].hidden_states  # (L + 1) x (V b, T, H)
+        first = 2 if self.model.pooler in ("avg_first_last", "avg_top2") else 0  # two layers
+        picks = range(first, len(states) - 1)
+        n = self.config.matryoshka_layers
+        picks = random.sample(picks, n) if n < len(picks) else list(picks)
+        mlp = getattr(self.model.backbone, "pooler", None)
+        pool = POOLERS.get(self.model.pooler)
+        return [pool(mask, states[: i + 1], None if mlp is None else mlp(states[i])) for i in picks]
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

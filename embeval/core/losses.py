@@ -139,6 +139,84 @@ def align_uniform(sim: torch.Tensor, temperature: float = 0.05, lam: float = 1.0
 align_uniform.in_batch_only = True  # reads the first B columns only: hard negatives add nothing
 
 
+@LOSSES.register("promcse-hinge")
+def promcse_hinge(
+    sim: torch.Tensor,
+    temperature: float = 0.05,
+    margin: float = 0.2,
+    weight: float = 10.0,
+    hard_negative_weight: float = 0.0,
+) -> torch.Tensor:
+    """Supervised SimCSE plus PromCSE's energy-based hinge (Jiang et al., EMNLP 2022).
+
+    loss = sup-simcse + weight * mean_i max(0, margin - (s_ii - max_{j != i} s_ij)) on raw
+    cosines; the max runs over the in-batch and hard-negative columns. Defaults as the
+    authors' run_sup_example.sh (YJiangcm/PromCSE, `promcse/models.py`, nn.MarginRankingLoss on
+    logits * tau; --eh_loss_margin 0.2 --eh_loss_weight 10). weight = 0 gives sup-simcse. The
+    soft prompts of PromCSE are not part of this loss.
+    """
+    b = _check(sim)
+    eye = torch.eye(b, sim.shape[1], dtype=torch.bool, device=sim.device)  # (B, B+k)
+    hardest = sim.masked_fill(eye, -math.inf).amax(1)  # (B,) max_{j != i} s_ij
+    hinge = F.relu(margin - (sim.diagonal() - hardest)).mean()
+    return sup_simcse(sim, temperature, hard_negative_weight) + weight * hinge
+
+
+@LOSSES.register("gcse")
+def gcse(
+    sim: torch.Tensor, temperature: float = 0.05, alpha: float = 0.17, *, ref_sim: torch.Tensor
+) -> torch.Tensor:
+    """GCSE's hard-negative re-weighting (aleversn/GCSE, `main/models/gcse.py`): sup-simcse form.
+
+    On logits l = s / tau, anchor i's own hard-negative logit (column B + i) gets a bonus
+    w_i = 0 if l > l_base else -l * exp(-(l - l_base)^2 / (2 alpha^2)), with l_base the same
+    logit under a frozen base model (`ref_sim`, --reference-model). As the released code does:
+    the difference and alpha are on the logit scale (cosine / tau), and w is a constant (the code
+    detaches it), so gradients flow through the plain logit only. Far above/below the base the
+    bonus vanishes; alpha -> 0 gives sup-simcse. The code's base model is a SimCSE model (its
+    [CLS] MLP) in eval mode; here the reference pools as its checkpoint declares ('initial':
+    the run's evaluation pooler).
+    """
+    b = _check(sim)
+    if sim.shape[1] != 2 * b or ref_sim.shape[1] < 2 * b:
+        raise ValueError(f"gcse needs one hard negative per anchor (B+k = 2B), got {sim.shape}")
+    own = torch.arange(b, device=sim.device) + b  # (B,) column of anchor i's hard negative
+    rows = torch.arange(b, device=sim.device)
+    logit = sim[rows, own].detach() / temperature  # (B,)
+    base = ref_sim[rows, own].detach().to(sim.dtype) / temperature  # (B,)
+    diff = logit - base
+    bonus = torch.where(diff > 0, 0.0, -logit * torch.exp(-(diff**2) / (2 * alpha**2)))
+    logits = (sim / temperature).index_put((rows, own), bonus, accumulate=True)  # (B, 2B)
+    return F.cross_entropy(logits, rows)
+
+
+@LOSSES.register("dclr")
+def dclr(
+    sim: torch.Tensor, temperature: float = 0.05, phi: float = 0.9, *, ref_sim: torch.Tensor
+) -> torch.Tensor:
+    """DCLR (Zhou et al., ACL 2022), the loss as RUCAIBox/DCLR `simcse/models.py` computes it.
+
+    Logits l = s / tau over [in-batch | noise columns] (noise: the `dclr-noise` provider). A
+    negative the frozen model scores above phi (`ref_sim` > phi, --reference-model, an
+    unsupervised SimCSE) gets weight 0, others and the diagonal 1; columns beyond `ref_sim`
+    (the noise) weight 1. p = softmax(w * l) per row; loss = mean over all B (B+k) cells of
+    binary cross-entropy with the diagonal as 1: -(y log p + (1 - y) log(1 - p)). The paper
+    writes a weighted InfoNCE; the code's softmax + BCE is followed. A weight 0 zeroes the
+    logit (it does not drop the column). The code compares cos_fix / tau > 20 phi; with its
+    tau = 0.05 that is cos_fix > phi, as here. Not as the code: its frozen model pools with
+    BERT's pooler layer and runs with dropout on (a submodule left in training mode); here the
+    reference pools as its checkpoint declares and runs in eval mode (see --reference-model).
+    """
+    b = _check(sim)
+    c = min(ref_sim.shape[1], sim.shape[1])
+    eye = torch.eye(b, sim.shape[1], dtype=sim.dtype, device=sim.device)  # (B, B+k) targets
+    weights = torch.ones_like(sim)
+    weights[:, :c] = (ref_sim[:, :c].detach() <= phi).to(sim.dtype)
+    weights = torch.maximum(weights, eye)  # the positive always counts
+    p = torch.softmax(sim / temperature * weights, 1)
+    return F.binary_cross_entropy(p, eye)
+
+
 def in_batch_only(fn: Loss) -> bool:
     """Whether the loss reads only the in-batch columns (the first B), so that hard-negative
     and extra columns give an anchor no negative (set ``fn.in_batch_only = True``)."""
@@ -151,10 +229,29 @@ def get_loss(name: str) -> Loss:
     return LOSSES.get(name)
 
 
+# Keyword-only tensors a loss may ask for by name (beside sim); the batch computes them.
+BATCH_INPUTS = {
+    "ref_sim": "(B, B+k') cosines of the same anchors and view columns under the frozen "
+    "--reference-model (providers' columns not included)",
+}
+
+
+def batch_inputs(fn: Loss) -> list[str]:
+    """The BATCH_INPUTS `fn` takes (keyword-only parameters with those names)."""
+    params = inspect.signature(fn).parameters.values()
+    return [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.name in BATCH_INPUTS]
+
+
 def loss_parameters(fn: Loss) -> dict[str, inspect.Parameter]:
-    """The loss's hyper-parameters: its parameters after (sim, temperature), by name."""
+    """The loss's hyper-parameters: its parameters after (sim, temperature), by name, without
+    the batch inputs (`BATCH_INPUTS`) it takes."""
     params = list(inspect.signature(fn).parameters.values())[2:]
-    return {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    skip = set(batch_inputs(fn))
+    return {
+        p.name: p
+        for p in params
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in skip
+    }
 
 
 def loss_arguments(name: str, given: dict | None = None) -> dict:
@@ -162,7 +259,7 @@ def loss_arguments(name: str, given: dict | None = None) -> dict:
     return bind_loss_arguments(get_loss(name), given, name)
 
 
-def bind_loss_arguments(fn: Loss, given: dict | None, name: str) -> dict:
+def bind_loss_arguments(fn: Loss, given: dict | None, name: str, kind: str = "loss") -> dict:
     """The keyword arguments `fn` (loss `name`) is called with: its signature's defaults,
     overridden by `given`. Values given as text (``--loss-arg m=0.2``) are converted to the type
     of the parameter's default. An unknown key, a bad value or a missing required argument fails
@@ -174,15 +271,17 @@ def bind_loss_arguments(fn: Loss, given: dict | None, name: str) -> dict:
     unknown = [k for k in given if k not in params and not takes_any]  # **kwargs takes any key
     if unknown:
         raise ValueError(
-            f"loss {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
+            f"{kind} {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
         )
     defaults = {k: p.default for k, p in params.items() if p.default is not p.empty}
-    converted = {k: _convert(name, k, v, params.get(k), accepts) for k, v in given.items()}
+    converted = {
+        k: _convert(f"{kind} {name}", k, v, params.get(k), accepts) for k, v in given.items()
+    }
     resolved = {**defaults, **converted}
     missing = [k for k in params if k not in resolved]
     if missing:
         raise ValueError(
-            f"loss {name} needs {', '.join(map(repr, missing))} (--loss-arg KEY=VALUE); "
+            f"{kind} {name} needs {', '.join(map(repr, missing))} (--{kind}-arg KEY=VALUE); "
             f"it accepts: {accepts}"
         )
     return {k: resolved[k] for k in [*params, *converted] if k in resolved}  # signature order
@@ -198,7 +297,7 @@ def accepted_arguments(fn: Loss) -> str:
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _convert(loss: str, key: str, value, param: inspect.Parameter | None, accepts: str):
+def _convert(unit: str, key: str, value, param: inspect.Parameter | None, accepts: str):
     """`value` as the type of the parameter's default: text (``--loss-arg m=0.2``) is parsed, an
     int for a float default becomes a float. A parameter without a bool/int/float/str default
     (or a key only **kwargs takes) gets the value as given."""
@@ -219,5 +318,5 @@ def _convert(loss: str, key: str, value, param: inspect.Parameter | None, accept
     elif isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         return value
     raise ValueError(
-        f"loss {loss}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
+        f"{unit}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
     )

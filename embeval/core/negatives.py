@@ -8,8 +8,8 @@ a momentum copy of the encoder) and a teacher's embeddings are such providers.
 
 The registry holds factories (usually the provider class), called once per run with no
 arguments. `--negatives NAME` (repeatable) picks them; a user's own is
-``package.module:Class`` or an entry point in the group ``embeval.negatives``. None is built in
-yet. Their state is not saved in `last/`, so `--resume` starts them afresh.
+``package.module:Class`` or an entry point in the group ``embeval.negatives``. Built in:
+DCLR's noise (`dclr-noise`). Their state is not saved in `last/`, so `--resume` starts them afresh.
 """
 
 from __future__ import annotations
@@ -74,3 +74,40 @@ def make_providers(names: list[str]) -> list[ExtraColumns]:
             )
         providers.append(provider)
     return providers
+
+
+@NEGATIVES.register("dclr-noise")
+class DCLRNoise(ExtraColumns):
+    """DCLR's noise negatives (Zhou et al., ACL 2022; RUCAIBox/DCLR `simcse/models.py`).
+
+    times * b Gaussian vectors (randn, H wide), refined by `steps` gradient-ascent steps of
+    size `step_size` along the row-normalised gradient of InfoNCE over [anchor @ positives |
+    anchor @ noise] / tau, NaNs set to 0, as the released code (noise_times 1, pgd 4, step 1e-3,
+    tau 0.05). The columns carry no gradient to the encoder. Unlike the code, which refines
+    against the gathered batch, each process refines against its own share. Pair with loss
+    `dclr`; change the settings by subclassing (a provider is built with no arguments).
+    """
+
+    times: float = 1.0
+    steps: int = 4
+    step_size: float = 1e-3
+    temperature: float = 0.05
+
+    def columns(self, batch: Batch) -> torch.Tensor:  # (times * b, H)
+        import torch
+        import torch.nn.functional as F
+
+        z1 = F.normalize(batch.emb[0].detach().float(), dim=-1)  # (b, H) anchors
+        z2 = F.normalize(batch.emb[1].detach().float(), dim=-1)  # (b, H) positives
+        b, h = z1.shape
+        noise = torch.randn(int(b * self.times), h, device=z1.device)
+        pos = z1 @ z2.T / self.temperature  # (b, b)
+        target = torch.arange(b, device=z1.device)
+        for _ in range(self.steps):
+            noise.requires_grad_(True)
+            neg = z1 @ F.normalize(noise, dim=-1).T / self.temperature  # (b, times * b)
+            loss = F.cross_entropy(torch.cat([pos, neg], 1), target)
+            (grad,) = torch.autograd.grad(loss, noise)
+            step = grad / grad.norm(dim=-1, keepdim=True) * self.step_size
+            noise = torch.nan_to_num(noise.detach() + step, nan=0.0)
+        return noise

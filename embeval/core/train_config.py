@@ -12,8 +12,15 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from embeval.core.losses import LOSSES, get_loss, loss_arguments, loss_parameters
+from embeval.core.losses import (
+    LOSSES,
+    batch_inputs,
+    get_loss,
+    loss_arguments,
+    loss_parameters,
+)
 from embeval.core.negatives import NEGATIVES
+from embeval.core.objectives import OBJECTIVES, objective_arguments
 from embeval.core.poolers import POOLERS
 from embeval.core.views import VIEWS, view_name
 
@@ -27,6 +34,13 @@ class TrainConfig:
     loss_args: dict = field(default_factory=dict)  # the loss's keyword arguments, e.g. {"m": 0.2}
     view: str | None = None  # a VIEWS name; None: by the data (.txt -> dropout, CSV -> pairs)
     negatives: list[str] = field(default_factory=list)  # NEGATIVES providers: extra columns
+    reference_model: str | None = None  # frozen model behind a loss's ref_sim (gcse, dclr)
+    matryoshka_dims: list[int] = field(default_factory=list)  # loss summed over prefixes
+    matryoshka_weights: list[float] = field(default_factory=list)  # w_d; empty: all 1
+    matryoshka_layers: int = 0  # 2DMSE: layers sampled per step (1 in the paper); 0: off
+    matryoshka_kl_temperature: float = 0.3  # 2DMSE's KL term (last layer teaches); 0: none
+    objective: str | None = None  # an OBJECTIVES head trained beside the encoder (sbert-nli)
+    objective_args: dict = field(default_factory=dict)  # its keyword arguments
     batch_size: int = 64  # per process
     lr: float = 3e-5
     epochs: int = 1
@@ -56,6 +70,14 @@ class TrainConfig:
             raise ValueError(f"negatives must be a list of names, got {self.negatives!r}")
         for name in self.negatives:
             NEGATIVES.get(name)
+        self._validate_matryoshka()
+        if self.objective is not None:
+            objective_arguments(self.objective, self.objective_args)
+        if "ref_sim" in batch_inputs(get_loss(self.loss)) and not self.reference_model:
+            raise ValueError(
+                f"loss {self.loss} scores each batch with a frozen model: give --reference-model "
+                "(a checkpoint, or 'initial' for a frozen copy of the starting weights)"
+            )
         for name in ("pooler", "eval_pooler"):
             try:  # a registered name or user code; unknown names get a "did you mean"
                 POOLERS.get(getattr(self, name))
@@ -75,6 +97,22 @@ class TrainConfig:
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    def _validate_matryoshka(self) -> None:
+        dims, weights = self.matryoshka_dims, self.matryoshka_weights
+        if not all(isinstance(d, int) and d >= 1 for d in dims):
+            raise ValueError(f"matryoshka_dims must be positive integers, got {dims!r}")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"matryoshka_dims {dims!r} repeats a dimension")
+        if self.matryoshka_layers < 0 or self.matryoshka_kl_temperature < 0:
+            raise ValueError(
+                "matryoshka_layers and matryoshka_kl_temperature must be >= 0, got "
+                f"{self.matryoshka_layers}, {self.matryoshka_kl_temperature}"
+            )
+        if weights and len(weights) != len(dims):
+            raise ValueError(
+                f"matryoshka_weights {weights!r}: one weight per dimension of {dims!r} expected"
+            )
+
     def resolved(self, columns: Sequence[str]) -> TrainConfig:
         """This config as a run records it, for training data with `columns`: the loss's full
         arguments (defaults filled in, text values converted), the view named, aliases resolved."""
@@ -84,11 +122,26 @@ class TrainConfig:
             loss_args=loss_arguments(self.loss, self.loss_args),
             view=view_name(self.view, columns),
             negatives=[NEGATIVES.canonical(n) for n in self.negatives],
+            objective=None if self.objective is None else OBJECTIVES.canonical(self.objective),
+            objective_args={}
+            if self.objective is None
+            else objective_arguments(self.objective, self.objective_args),
         )
 
 
 # Fields added after resumable states existed, with the value their absence stands for.
-FIELDS_ADDED = {"normalize": False, "view": None, "negatives": []}
+FIELDS_ADDED = {
+    "normalize": False,
+    "view": None,
+    "negatives": [],
+    "reference_model": None,
+    "matryoshka_dims": [],
+    "matryoshka_weights": [],
+    "matryoshka_layers": 0,
+    "matryoshka_kl_temperature": 0.3,
+    "objective": None,
+    "objective_args": {},
+}
 # Loss settings that were config fields before `loss_args` held them: field -> loss argument.
 # Each loss took those of them it has (as `embeval train --focal-m` etc. still set them).
 LOSS_FIELDS = {

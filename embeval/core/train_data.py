@@ -1,7 +1,8 @@
 """Training data: what `embeval train` reads, and the order it is drawn in.
 
 Unsupervised: one sentence per line (.txt); blank lines are skipped and counted. Supervised: a CSV
-with a `sent0,sent1[,hard_neg]` header, as SimCSE's NLI file. Errors name the file and line.
+with a `sent0,sent1[,hard_neg]` header, as SimCSE's NLI file, or `sent0,sent1,label` (labelled
+pairs for an objective such as `sbert-nli`). Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+LABELLED = ("sent0", "sent1", "label")  # labelled pairs (NLI), for objectives that read labels
 
 
 @dataclass
@@ -50,8 +53,11 @@ def _read_csv(p: Path, text: str) -> TrainData:
     if not rows:
         raise ValueError(f"training file {p} is empty; expected a sent0,sent1[,hard_neg] header")
     header = tuple(h.strip() for h in rows[0][1])
-    if header not in (("sent0", "sent1"), ("sent0", "sent1", "hard_neg")):
-        raise ValueError(f"{p}:1: header {','.join(header)!r}; expected sent0,sent1[,hard_neg]")
+    if header not in (("sent0", "sent1"), ("sent0", "sent1", "hard_neg"), LABELLED):
+        raise ValueError(
+            f"{p}:1: header {','.join(header)!r}; expected sent0,sent1[,hard_neg] or "
+            "sent0,sent1,label"
+        )
     examples, skipped = [], 0
     for i, row in rows[1:]:
         if not any(c.strip() for c in row):

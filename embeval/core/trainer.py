@@ -26,6 +26,7 @@ import torch
 from embeval.core import distributed as dist
 from embeval.core.batches import Batches, check_batch_size
 from embeval.core.model import SentenceModel, set_dropout
+from embeval.core.objectives import make_objective, prepare_data, trainable
 from embeval.core.train_config import TrainConfig, simcse_poolers
 from embeval.core.train_data import TrainData, read_training_file
 from embeval.core.train_state import (
@@ -108,6 +109,7 @@ class Trainer:
         config.validate()
         self.tokenizer, self.evaluate = tokenizer, evaluate
         self.data = data if isinstance(data, TrainData) else read_training_file(data)
+        self.data = prepare_data(config.objective, self.data)  # e.g. triplets -> labelled pairs
         self.config = config = config.resolved(self.data.columns)
         self.out = Path(out_dir)
         self.progress = progress
@@ -130,6 +132,7 @@ class Trainer:
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
         check_batch_size(config.batch_size, self.world, self.data, config.loss, config.view)
+        self.objective = self._make_objective(tokenizer)
         self.amp = config.amp and self.device.type == "cuda"
         self.ddp = None
         if self.world > 1:
@@ -144,6 +147,7 @@ class Trainer:
             forward=self.ddp or self.model,
             model=self.model,
             amp=self.amp,
+            objective=self.objective,
         )
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = (
@@ -151,7 +155,14 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.backbone, config.weight_decay), lr=config.lr, eps=1e-8
+            param_groups(self.backbone, config.weight_decay)
+            + [
+                g
+                for g in param_groups(self.objective or torch.nn.Module(), config.weight_decay)
+                if g["params"]
+            ],
+            lr=config.lr,
+            eps=1e-8,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
@@ -215,7 +226,8 @@ class Trainer:
                 self.scaler.scale(loss * self.world).backward()
                 if cfg.max_grad_norm:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled
-                    torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), cfg.max_grad_norm)
+                    params = [*self.backbone.parameters(), *trainable(self.objective)]
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 with sigint_deferred():  # Ctrl-C lands before or after a step, never inside
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
@@ -262,6 +274,23 @@ class Trainer:
     def _total_truncated(self) -> int:
         """Texts cut to max_length so far, over all processes (a collective call)."""
         return sum(dist.all_gather_objects(self.truncated))
+
+    def _make_objective(self, tokenizer) -> torch.nn.Module | None:
+        """The config's objective head on the device, initialised from the run's seed (its
+        parameters are saved in last/ only, for --resume)."""
+        if self.config.objective is None:
+            return None
+        if self.world > 1:
+            raise ValueError(
+                f"objective {self.config.objective} trains on one process only for now (its "
+                "head's gradients are not averaged over processes)"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            head = make_objective(
+                self.config.objective, self.config.objective_args, self.model, tokenizer
+            )
+        return head.to(self.device).train()
 
     # ------------------------------------------------------------------ state
     def _fresh_start(self, overwrite: bool) -> None:
@@ -359,6 +388,8 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             "data": self._data_info(),
         }
+        if self.objective is not None:  # the head: for --resume, not part of the checkpoint
+            state["objective"] = self.objective.state_dict()
         self._save_dir("last", lambda new: write_state(new / STATE_FILE, state))
         self.saved_step = self.step
 
@@ -376,6 +407,11 @@ class Trainer:
         load_weights_and_optimizer(
             state, last, self.backbone, self.optimizer, self.scheduler, self.scaler, self.device
         )
+        if self.objective is not None:
+            try:
+                self.objective.load_state_dict(state["objective"])
+            except (KeyError, RuntimeError) as exc:
+                raise TrainingError(f"{last}: no state of objective fits: {exc}") from exc
         self.step = state["step"]
         self.truncated = state["truncated"] if dist.is_main() else 0  # the sum stays right
         self.best_score, self.best_step = state["best_score"], state["best_step"]

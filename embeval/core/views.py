@@ -74,8 +74,18 @@ def pairs(examples: Sequence[Example]) -> Views:
     return Views([[ex[c] for ex in examples] for c in cols], tuple(cols))
 
 
+@VIEWS.register("labelled-pairs")
+def labelled_pairs(examples: Sequence[Example]) -> Views:
+    """Labelled pairs (CSV sent0,sent1,label): sent0 the anchors, sent1 the second view; the
+    label is not a text (an objective such as `sbert-nli` reads it from the examples)."""
+    return Views([[ex[0] for ex in examples], [ex[1] for ex in examples]], (0, 1))
+
+
 def default_view(columns: Sequence[str]) -> str:
-    """The view a training file implies: one sentence per line -> dropout, a CSV -> pairs."""
+    """The view a training file implies: one sentence per line -> dropout, a CSV -> pairs,
+    a labelled CSV (sent0,sent1,label) -> labelled-pairs."""
+    if "label" in columns:
+        return "labelled-pairs"
     return "dropout" if len(columns) == 1 else "pairs"
 
 

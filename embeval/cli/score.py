@@ -22,8 +22,9 @@ from embeval.eval.data.sts import PROTOCOLS, SPLITS
 @click.option(
     "--tasks",
     multiple=True,
-    help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, …, or your "
-    "own Task record as package.module:NAME. Repeatable. Default: all STS tasks of the split.",
+    help="Comma-separated task names or groups: sts, transfer, ranking, STSBenchmark, MR, "
+    "EvalRank, …, or your own Task record as package.module:NAME. Repeatable. Default: all STS "
+    "tasks of the split.",
 )
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(
@@ -57,7 +58,7 @@ from embeval.eval.data.sts import PROTOCOLS, SPLITS
 )
 @encoder_options
 def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
-    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS and transfer tasks."""
+    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS, transfer and ranking tasks."""
     try:
         run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
     except USER_ERRORS as exc:
@@ -100,6 +101,22 @@ def format_table(run) -> str:
         clf.append(("Avg. (transfer)", "", "", f"{run.transfer_avg:.2f}", ""))
     if len(clf) > 1:
         lines += ["", *align_rows(clf)] if lines else align_rows(clf)
+    rank = [("ranking task", "pairs", "pool", "MR", "MRR", "Hits@1", "Hits@3", "Hits@10")]
+    for task, m in run.tasks.items():
+        if "mrr" in m:
+            hits = [f"{m[k]:.2f}" if k in m else "" for k in ("hits@1", "hits@3", "hits@10")]
+            rank.append(
+                (
+                    task,
+                    str(m["n"]),
+                    str(m.get("pool", "")),
+                    f"{m['mr']:.2f}",
+                    f"{m['mrr']:.2f}",
+                    *hits,
+                )
+            )
+    if len(rank) > 1:
+        lines += ["", *align_rows(rank)] if lines else align_rows(rank)
     d = run.diagnostics_record()
     if d is not None and d.values:
         shown = "  ".join(f"{label} {v}" for label, v in diagnostics.formatted(run.diagnostics))

@@ -54,6 +54,8 @@ def to_markdown(report: Report) -> str:
             parts.append(f"**STS Pearson ×100, {t.title}**\n\n" + md_table(t.pearson) + "\n")
         if t.other is not None:
             parts.append(f"**{t.other.title}, {t.title}**\n\n" + md_table(t.other) + "\n")
+        for rt in t.ranking:
+            parts.append(f"**{rt.title}, {t.title}**\n\n" + md_table(rt) + "\n")
     parts.append(
         "Bold: best per column. In parentheses: difference to the baseline row; † marks a "
         "Spearman difference with p < 0.05 in a paired bootstrap over pairs "

@@ -347,6 +347,7 @@ RUN_SETTINGS = (
     "max_length",
     "dtype",
     "quantize",
+    "truncate_dim",  # Matryoshka truncation (--truncate, --dims)
     "protocol",
     "split",
     "limit",

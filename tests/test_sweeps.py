@@ -105,3 +105,42 @@ def test_cli_dims_writes_one_file_per_point_and_a_table(tiny_ckpt, tiny_data, tm
     assert res.exit_code == 0, res.output
     assert load_run(single).tasks == load_run(tmp_path / "r-dims8.json").tasks
     assert "sweep" not in json.loads(single.read_text())["meta"]
+
+
+def test_report_draws_each_sweep_with_the_tables_bands(tmp_path):
+    from report_fixtures import synthetic_run
+
+    from embeval.eval.report import build as report
+
+    files = []
+    for d, noise in ((32, 0.5), (64, 0.3), (128, 0.2)):  # a dims sweep: less noise, more dims
+        sweep = {"axis": "dims", "value": d, "of": "m"}
+        files.append(
+            synthetic_run(tmp_path / f"d{d}.json", f"m-dims{d}", noise, meta={"sweep": sweep})
+        )
+    for layer, noise in ((2, 0.4), (6, 0.25)):  # a layer sweep with the same metadata shape
+        sweep = {"axis": "layers", "value": layer, "of": "m"}
+        files.append(
+            synthetic_run(
+                tmp_path / f"l{layer}.json", f"m-layers{layer}", noise, meta={"sweep": sweep}
+            )
+        )
+    files.append(synthetic_run(tmp_path / "plain.json", "plain", 0.3))  # not a sweep point
+    r = report.build(files, n_boot=100)
+    assert [(s.axis, s.of) for s in r.sweeps] == [("dims", "m"), ("layers", "m")]
+    dims = r.sweeps[0]
+    assert dims.labels == ["m-dims32", "m-dims64", "m-dims128"]
+    (stsb,) = dims.series  # no Avg: these runs scored STS-B alone
+    assert stsb.label == "STSBenchmark" and stsb.x == [32, 64, 128]
+    rows = {row.label: row.cells["STSBenchmark"] for row in r.tables[0].rows}
+    assert stsb.y == [rows[f"m-dims{d}"].value for d in (32, 64, 128)]
+    cis = [rows[f"m-dims{d}"].ci for d in (32, 64, 128)]
+    assert list(zip(stsb.low, stsb.high, strict=True)) == cis
+    assert all(lo < y < hi for lo, y, hi in zip(stsb.low, stsb.y, stsb.high, strict=True))
+    assert stsb.y[0] < stsb.y[2]  # the synthetic noise falls with the dimension
+    html = report.render_html(r)
+    assert "<h2>Sweeps</h2>" in html and html.count('class="figure sweep"') == 2
+    assert dims.plot.startswith("data:image/svg+xml;base64,") and dims.plot in html
+    # one point alone is no sweep to draw; no figures asked, none drawn
+    assert report.build(files[:1] + files[-1:], n_boot=0).sweeps == []
+    assert report.build(files, n_boot=0, figures=False).sweeps == []

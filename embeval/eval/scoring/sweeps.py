@@ -28,11 +28,12 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embeval.eval.encoders.postprocess import PostProcessed
-from embeval.eval.encoders.transformer import Encoder
+if TYPE_CHECKING:  # importing this module stays light (the report reads `sweep_points`)
+    from embeval.eval.encoders.transformer import Encoder
 
 log = logging.getLogger(__name__)
 AXES = ("dims", "layers")
@@ -94,6 +95,8 @@ class Memo:
 
 def _peel(encoder: Encoder) -> tuple[Encoder, list[str]]:
     """(the chain below its post-processors, their names in application order)."""
+    from embeval.eval.encoders.postprocess import PostProcessed
+
     names = []
     while isinstance(encoder, PostProcessed):
         names.append(encoder.name)
@@ -104,6 +107,8 @@ def _peel(encoder: Encoder) -> tuple[Encoder, list[str]]:
 def with_truncation(encoder: Encoder, dim: int, base: Encoder | None = None) -> Encoder:
     """`encoder`'s chain with `Truncated(dim)` inserted below its post-processors (fresh
     instances of the same ones). `base` replaces the chain's bottom (a sweep's shared Memo)."""
+    from embeval.eval.encoders.postprocess import PostProcessed
+
     bottom, names = _peel(encoder)
     out: Encoder = Truncated(base if base is not None else bottom, dim)
     for name in names:

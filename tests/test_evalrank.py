@@ -140,11 +140,24 @@ def test_results_file_report_and_markdown(tmp_path, tiny_data, fake_encoder):
     assert "EvalRank (ranking" in export.to_markdown(r)
 
 
-def test_historic_schema1_file_still_loads():
-    hist = Path(__file__).parent / "historic_results" / "schema1-minilm-stsb-dev-limit200.json"
-    run = load_run(hist)
+HISTORIC = Path(__file__).parent / "historic_results"
+
+
+def test_historic_schema1_and_schema2_files_still_load(tmp_path):
+    run = load_run(HISTORIC / "schema1-minilm-stsb-dev-limit200.json")
     assert run.schema_version == 3 and run.transfer_avg is None
     assert "STSBenchmark" in run.scores()
+    # written by `embeval score --tasks stsb,MR --limit 200 --jobs 1` (all-MiniLM-L6-v2) at
+    # commit 6c7d095, the last one writing schema 2
+    src = HISTORIC / "schema2-minilm-stsb-mr-test-limit200.json"
+    assert json.loads(src.read_text())["schema_version"] == 2
+    run = load_run(src)
+    assert run.schema_version == 3 and run.meta.get("sweep") is None
+    assert run.tasks["MR"]["accuracy"] == 82.0
+    assert run.tasks["STSBenchmark"]["spearman"] == pytest.approx(93.09, abs=0.005)
+    assert len(run.load_pairs()["STSBenchmark"]["sim"]) == 200
+    r = report.build([src], n_boot=50, figures=False)
+    assert r.tables[0].ranking == [] and r.tables[0].other.columns == ["MR"]
 
 
 def test_download_fetches_the_pinned_files_from_a_mirror(tmp_path):

@@ -138,6 +138,9 @@ def test_results_file_report_and_markdown(tmp_path, tiny_data, fake_encoder):
     assert rt.rows[0].cells["MRR"].value == data["tasks"]["EvalRank"]["mrr"]
     assert "EvalRank (ranking" in report.render_html(r)
     assert "EvalRank (ranking" in export.to_markdown(r)
+    csv_rows = [line.split(",") for line in export.to_csv(r).splitlines()]
+    mrr = [x for x in csv_rows if x[5] == "EvalRank" and x[6] == "mrr"]
+    assert len(mrr) == 1 and float(mrr[0][7]) == pytest.approx(data["tasks"]["EvalRank"]["mrr"])
 
 
 HISTORIC = Path(__file__).parent / "historic_results"
@@ -180,3 +183,15 @@ def test_download_fetches_the_pinned_files_from_a_mirror(tmp_path):
     )
     assert set(status.values()) == {"fetched"}
     assert (tmp_path / "root" / "evalrank" / "LICENSE").read_text() == "LICENSE\n"
+
+
+def test_frame_has_the_ranking_figures(tmp_path, fake_encoder):
+    from embeval.results import to_frame
+
+    root = write_evalrank(tmp_path / "data", PAIRS, BACKGROUND)
+    path = scored_run(fake_encoder, root, tmp_path / "a.json", "fake", ["evalrank"])
+    df = to_frame(path, n_boot=0)
+    got = dict(zip(df["metric"], df["value"], strict=True))
+    entry = load_run(path).tasks["EvalRank"]
+    assert got == {k: entry[k] for k in ("mr", "mrr", "hits@1", "hits@3", "hits@10")}
+    assert set(df["task"]) == {"EvalRank"} and df["ci_low"].isna().all()

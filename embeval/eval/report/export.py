@@ -91,6 +91,14 @@ def to_csv(report: Report) -> str:
                         + [_num(c.value), _num(ci[0]), _num(ci[1]), _num(c.delta)]
                         + [_num(c.p), int(c.best), _num(r.value if r else None)]
                     )
+        for rt in t.ranking:  # task = the ranking task, metric = the column (mr, mrr, hits@k)
+            for row in rt.rows:
+                for col in rt.columns:
+                    c = row.cells[col]
+                    w.writerow(
+                        [protocol, split, limit or "", row.label, int(row.baseline), rt.task]
+                        + [col.lower(), _num(c.value), "", "", _num(c.delta), "", int(c.best), ""]
+                    )
     return buf.getvalue()
 
 

@@ -53,6 +53,7 @@ class Table:
     other: Table | None = None  # non-STS tasks (transfer: entries with an "accuracy" key)
     pearson: Table | None = None  # the same STS tasks' Pearson r (values only)
     ranking: list[Table] = field(default_factory=list)  # one per ranking task (EvalRank)
+    task: str | None = None  # a ranking table's task (its columns are metrics)
 
     @property
     def compared(self) -> bool:
@@ -310,7 +311,7 @@ def ranking_tables(rows: list[Row]) -> list[Table]:
         title = f"{task} (ranking: MR, MRR ×100, Hits@k ×100" + (
             f"; pool of {pool} sentences)" if pool else ")"
         )
-        tables.append(Table(title, (), False, columns, out, rows[0].label))
+        tables.append(Table(title, (), False, columns, out, rows[0].label, task=task))
     return tables
 
 

@@ -112,8 +112,13 @@ def name(url: str) -> str:
 
 def test_manifest_covers_every_data_file_embeval_reads():
     rels = [line.split("  ", 1)[1] for line in MANIFEST_LINES]
-    assert len(rels) == 120 and rels == sorted(rels)
+    assert len(rels) == 123 and rels == sorted(rels)
     assert sum(r.startswith("transfer/") for r in rels) == 15
+    assert [r for r in rels if r.startswith("evalrank/")] == [
+        "evalrank/LICENSE",
+        "evalrank/background_sent.txt",
+        "evalrank/pos_pair.txt",
+    ]
     for group in ("sts", "sts-raw"):
         for folder, subsets in STS_YEARS.values():
             for s in subsets:
@@ -123,10 +128,10 @@ def test_manifest_covers_every_data_file_embeval_reads():
 
 
 def test_verify_passes_on_shared_data(shared_data):
-    assert dl.verify(shared_data) == ([], [], 120)
+    assert dl.verify(shared_data) == ([], [], 123)
     res = CliRunner().invoke(main, ["data", "verify", "--data", str(shared_data)])
     assert res.exit_code == 0, res.output
-    assert "120 of 120 files OK" in res.output
+    assert "123 of 123 files OK" in res.output
 
 
 def test_verify_names_tampered_and_missing_files(shared_data, tmp_path):
@@ -149,9 +154,9 @@ def test_verify_names_tampered_and_missing_files(shared_data, tmp_path):
     assert f"mismatch  {trec}" in res.output
     assert "missing   " in res.output and "msr_paraphrase_test.txt" in res.output
     assert "13 of 15 files OK" in res.output
-    # without --only, every sts/ and sts-raw/ file counts as missing too
+    # without --only, every sts/, sts-raw/ and evalrank/ file counts as missing too
     missing, mismatched, checked = dl.verify(root)
-    assert checked == 120 and len(missing) == 106 and mismatched == ["transfer/TREC/TREC_10.label"]
+    assert checked == 123 and len(missing) == 109 and mismatched == ["transfer/TREC/TREC_10.label"]
 
 
 def test_bad_manifest_line_is_named(tmp_path):

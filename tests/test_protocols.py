@@ -146,12 +146,12 @@ def test_schema_1_file_still_loads(tmp_path):
     src = HISTORIC / "schema1-minilm-stsb-dev-limit200.json"
     assert json.loads(src.read_text())["schema_version"] == 1
     run = load_run(src)
-    assert run.schema_version == SCHEMA_VERSION == 2
+    assert run.schema_version == SCHEMA_VERSION == 3
     assert run.transfer_avg is None and run.meta["partial"] is True
     assert run.tasks["STSBenchmark"]["n"] == 200
     assert run.tasks["STSBenchmark"]["spearman"] == pytest.approx(93.62, abs=0.005)
     assert len(run.load_pairs()["STSBenchmark"]["sim"]) == 200
-    # re-saved (pairs included), it is a schema-2 file
+    # re-saved (pairs included), it is a file of the current schema
     again = load_run(save_run(run, tmp_path / "again.json"))
-    assert json.loads((tmp_path / "again.json").read_text())["schema_version"] == 2
+    assert json.loads((tmp_path / "again.json").read_text())["schema_version"] == 3
     assert again.tasks == run.tasks

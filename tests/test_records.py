@@ -112,5 +112,5 @@ def test_entry_of_no_known_kind_is_refused_naming_it(tmp_path):
         synthetic_run(tmp_path / "r.json", "r", 0.3),
         lambda d: d["tasks"].update(Odd={"split": "test", "n": 3}),
     )
-    with pytest.raises(ResultsError, match="task Odd has neither spearman"):
+    with pytest.raises(ResultsError, match="task Odd has none of spearman"):
         load_run(path).scores()

@@ -111,7 +111,8 @@ def invoke(*args):
 
 
 def test_every_task_is_one_record_and_the_groups_derive_from_kinds():
-    assert TASKS.names() == [*SIMCSE_STS, *SIMCSE_TRANSFER]
+    assert TASKS.names() == [*SIMCSE_STS, *SIMCSE_TRANSFER, "EvalRank"]
+    assert [t.name for t in tasks.group("ranking")] == ["EvalRank"]
     assert all(isinstance(t, Task) for _, t in TASKS.items())
     assert [t.name for t in tasks.group("sts")] == SIMCSE_STS
     assert [t.name for t in tasks.group("transfer")] == SIMCSE_TRANSFER
@@ -228,6 +229,9 @@ def test_every_path_taking_function_accepts_str(tmp_path, fake_encoder, monkeypa
     """Each public function of the data layer (and score) that takes a path, given a str."""
     root = write_tiny_sts(tmp_path / "data")
     write_tiny_transfer(root)
+    (root / "evalrank").mkdir()
+    (root / "evalrank" / "pos_pair.txt").write_text("a b\tb a\n")
+    (root / "evalrank" / "background_sent.txt").write_text("c d\n")
     r = str(root)
     assert paths.data_root(r) == root and isinstance(paths.data_root(r), Path)
     monkeypatch.setenv("EMBEVAL_DATA", r)

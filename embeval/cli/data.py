@@ -11,6 +11,7 @@ from embeval.cli.common import (
     USER_ERRORS,
     fail,
 )
+from embeval.eval.data.paths import DATA_GROUPS
 
 
 @main.group("data")
@@ -22,9 +23,9 @@ def data_options(f):
     f = click.option(
         "--only",
         multiple=True,
-        type=click.Choice(("sts", "sts-raw", "transfer")),
+        type=click.Choice(DATA_GROUPS),
         help="sts: SentEval-preprocessed STS; sts-raw: SemEval releases; transfer: SentEval "
-        "classification tasks. Repeatable. Default: all.",
+        "classification tasks; evalrank: EvalRank's pairs and pool. Repeatable. Default: all.",
     )(f)
     return click.option(
         "--data",

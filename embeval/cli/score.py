@@ -17,13 +17,26 @@ from embeval.cli.scoring import run_score
 from embeval.eval.data.sts import PROTOCOLS, SPLITS
 
 
+def check_dims(ctx, param, value):
+    """--dims LIST parsed at parse time (distinct positive integers)."""
+    if value is None:
+        return None
+    from embeval.eval.scoring.sweeps import SweepError, parse_dims
+
+    try:
+        return parse_dims(value)
+    except SweepError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.argument("checkpoint", required=False)
 @click.option(
     "--tasks",
     multiple=True,
-    help="Comma-separated task names or groups: sts, transfer, STSBenchmark, MR, …, or your "
-    "own Task record as package.module:NAME. Repeatable. Default: all STS tasks of the split.",
+    help="Comma-separated task names or groups: sts, transfer, ranking, STSBenchmark, MR, "
+    "EvalRank, …, or your own Task record as package.module:NAME. Repeatable. Default: all STS "
+    "tasks of the split.",
 )
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(
@@ -55,17 +68,56 @@ from embeval.eval.data.sts import PROTOCOLS, SPLITS
     help="Processes for the transfer-task classifiers (-1: every core). Results do not depend "
     "on it.",
 )
+@click.option(
+    "--truncate",
+    type=click.IntRange(1),
+    metavar="D",
+    help="Keep the first D coordinates of every vector (Matryoshka), below any post-processing.",
+)
+@click.option(
+    "--dims",
+    callback=check_dims,
+    metavar="LIST",
+    help="Dimension sweep, e.g. 32,64,128,256: one encode, scored truncated to each size; one "
+    "results file per size (NAME-dimsD-SPLIT.json, or OUT-dimsD.json).",
+)
 @encoder_options
 def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
-    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS and transfer tasks."""
+    """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS, transfer and ranking tasks."""
+    if enc.get("dims") and enc.get("truncate"):
+        fail(ValueError("--truncate and --dims exclude each other (a sweep truncates each point)"))
     try:
         run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
     except USER_ERRORS as exc:
         fail(exc)
     if run is None:  # not rank 0 of a sharded run
         return
+    if isinstance(run, list):  # a --dims sweep
+        click.echo(format_sweep(run))
+        click.echo("\nresults: " + ", ".join(map(str, path)))
+        return
     click.echo(format_table(run))
     click.echo(f"\nresults: {path}")
+
+
+def format_sweep(runs) -> str:
+    """One row per sweep point: each STS task's Spearman, the Avg, each ranking task's MRR."""
+    tasks = list(dict.fromkeys(t for r in runs for t in r.tasks))
+    sts = [t for t in tasks if any("spearman" in r.tasks.get(t, {}) for r in runs)]
+    rank = [t for t in tasks if any("mrr" in r.tasks.get(t, {}) for r in runs)]
+    clf = [t for t in tasks if any("accuracy" in r.tasks.get(t, {}) for r in runs)]
+    head = ["dims", *sts] + (["Avg"] if any(r.avg is not None for r in runs) else [])
+    head += [f"{t} MRR" for t in rank] + clf
+    rows = [tuple(head)]
+    for r in runs:
+        cells = [str(r.meta["sweep"]["value"])]
+        cells += [f"{r.tasks[t]['spearman']:.2f}" if t in r.tasks else "" for t in sts]
+        if "Avg" in head:
+            cells.append(f"{r.avg:.2f}" if r.avg is not None else "")
+        cells += [f"{r.tasks[t]['mrr']:.2f}" if t in r.tasks else "" for t in rank]
+        cells += [f"{r.tasks[t]['accuracy']:.2f}" if t in r.tasks else "" for t in clf]
+        rows.append(tuple(cells))
+    return "\n".join(align_rows(rows))
 
 
 def align_rows(rows) -> list[str]:
@@ -100,6 +152,22 @@ def format_table(run) -> str:
         clf.append(("Avg. (transfer)", "", "", f"{run.transfer_avg:.2f}", ""))
     if len(clf) > 1:
         lines += ["", *align_rows(clf)] if lines else align_rows(clf)
+    rank = [("ranking task", "pairs", "pool", "MR", "MRR", "Hits@1", "Hits@3", "Hits@10")]
+    for task, m in run.tasks.items():
+        if "mrr" in m:
+            hits = [f"{m[k]:.2f}" if k in m else "" for k in ("hits@1", "hits@3", "hits@10")]
+            rank.append(
+                (
+                    task,
+                    str(m["n"]),
+                    str(m.get("pool", "")),
+                    f"{m['mr']:.2f}",
+                    f"{m['mrr']:.2f}",
+                    *hits,
+                )
+            )
+    if len(rank) > 1:
+        lines += ["", *align_rows(rank)] if lines else align_rows(rank)
     d = run.diagnostics_record()
     if d is not None and d.values:
         shown = "  ".join(f"{label} {v}" for label, v in diagnostics.formatted(run.diagnostics))

@@ -37,6 +37,8 @@ def run_score(
     postprocess=(),
     overwrite=False,
     jobs=-1,
+    truncate=None,
+    dims=None,
 ):
     """Score and save; returns (RunResult, path). Shared by `score` and `check`.
 
@@ -68,7 +70,17 @@ def run_score(
         sharded=launched,
         postprocess=postprocess,
     )
+    if truncate or dims:  # Matryoshka: refuse a size above the model's before encoding
+        from embeval.eval.scoring import sweeps
+
+        sweeps.check_dims(encoder, [truncate] if truncate else dims)
+    if truncate:
+        encoder = sweeps.with_truncation(encoder, truncate)
     names = split_tasks(tasks)
+    if dims:
+        return run_dims_sweep(
+            encoder, dims, names, split, protocol, limit, name, out, data, jobs, overwrite
+        )
     describe = encoder.describe()
     slug = run_slug(name or default_run_name(describe.get("checkpoint")))
     path = Path(out) if out else RUNS_DIR / f"{slug}-{split}.json"
@@ -108,6 +120,46 @@ def run_score(
         )
         path = sibling
     return run, save_run(run, path)
+
+
+def run_dims_sweep(encoder, dims, names, split, protocol, limit, name, out, data, jobs, overwrite):
+    """`--dims`: one results file per dimension (`embeval.eval.scoring.sweeps` for the layout);
+    returns (runs, paths). Each point's file is checked like a single run's before encoding."""
+    from embeval.eval.scoring.score import default_run_name, select_tasks
+    from embeval.eval.scoring.sweeps import point_name, score_dims
+    from embeval.eval.scoring.transfer import TransferConfig
+    from embeval.results.files import differing_run, run_settings, save_run
+
+    base = name or default_run_name(encoder.describe().get("checkpoint"))
+    describe = encoder.describe()
+    paths = {}
+    for d in dims:
+        slug = run_slug(point_name(base, "dims", d))
+        path = Path(str(out).removesuffix(".json") + f"-dims{d}.json") if out else None
+        paths[d] = path or RUNS_DIR / f"{slug}-{split}.json"
+        planned = {**describe, "truncate_dim": d, "protocol": protocol, "split": split}
+        planned["limit"] = limit
+        settings = run_settings(planned, select_tasks(names, split, protocol))
+        differences = None if overwrite else differing_run(paths[d], settings)
+        if differences:
+            raise ResultsError(
+                f"{paths[d]} holds a different run ({'; '.join(differences)}); not replacing "
+                "it: pass --out FILE to write elsewhere, or --overwrite to replace it"
+            )
+    runs = score_dims(
+        encoder,
+        dims,
+        name=base,
+        tasks=names,
+        split=split,
+        root=data,
+        protocol=protocol,
+        limit=limit,
+        transfer_config=TransferConfig(n_jobs=jobs),
+    )
+    if runs is None:
+        return None, None
+    return runs, [save_run(run, paths[d]) for d, run in zip(dims, runs, strict=True)]
 
 
 def sharded_device(device: str | None) -> str | None:

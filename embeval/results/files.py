@@ -3,7 +3,10 @@
 A run is two files written side by side, each atomically (temporary file, then rename):
 - ``NAME.json``: schema-versioned metrics and metadata (`tasks[TASK]["spearman"]` is the primary
   score x100 of an STS task; a SentEval transfer task has `accuracy` x100 instead, plus `f1` for
-  MRPC; `transfer_avg` is the mean accuracy of the seven transfer tasks, null unless all ran);
+  MRPC; a ranking task (EvalRank) `mr`, `mrr` x100, `hits@K` x100 and its `pool` size;
+  `transfer_avg` is the mean accuracy of the seven transfer tasks, null unless all ran;
+  `meta.sweep` marks one point of a dimension or layer sweep, see
+  `embeval.eval.scoring.sweeps`);
 - ``NAME.pairs.npz``: per-pair predicted similarity, gold score, subset and both sentences of
   each task, for bootstrap statistics, plots and error analysis.
 
@@ -11,7 +14,8 @@ Both carry the same `run_id` (a fresh one per save), so a per-pair file copied f
 is recognised and ignored instead of giving intervals and p-values of other pairs. Files written
 before the id existed have none and load unchecked.
 
-Schema history (see CHANGELOG.md): 1 = first release; 2 = transfer tasks and `transfer_avg`.
+Schema history (see CHANGELOG.md): 1 = first release; 2 = transfer tasks and `transfer_avg`;
+3 = ranking tasks (EvalRank) and `meta.sweep` (one point of a --dims / --layers sweep).
 
 Two versions say what a file can be compared with. `schema_version` (SCHEMA_VERSION) changes
 when the file's layout changes: a field added, renamed or retyped; `upgrade` reads every older
@@ -41,7 +45,7 @@ import numpy as np
 from embeval.core.fileio import atomic_write
 from embeval.results import records
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PAIR_FIELDS = ("sim", "gold", "subset", "s1", "s2")
 RUN_ID_KEY = "_meta/run_id"  # in the .npz; "task/field" shaped so older readers do not choke
 
@@ -75,15 +79,16 @@ class RunResult:
             "diagnostics": self.diagnostics,
         }
 
-    def scores(self) -> dict[str, records.STSScore | records.TransferScore]:
-        """Typed views of `tasks`, in file order: STSScore (has spearman) or TransferScore."""
+    def scores(self) -> dict[str, records.STSScore | records.TransferScore | records.RankingScore]:
+        """Typed views of `tasks`, in file order: STSScore (has spearman), TransferScore (has
+        accuracy) or RankingScore (has mrr)."""
         out = {}
         for task, entry in self.tasks.items():
             rec = records.score_record(task, entry)
             if rec is None:
                 raise ResultsError(
-                    f"{self.path or self.name}: task {task} has neither spearman (STS) nor "
-                    "accuracy (transfer)"
+                    f"{self.path or self.name}: task {task} has none of spearman (STS), "
+                    "accuracy (transfer), mrr (ranking)"
                 )
             out[task] = rec
         return out
@@ -170,7 +175,8 @@ def load_run(path: str | os.PathLike) -> RunResult:
 
 
 # Fields that reports, `check` and `export` compute with, and the types they need there.
-METRIC_KEYS = ("spearman", "pearson", "accuracy", "f1", "dev_accuracy")  # not C: per fold
+METRIC_KEYS = ("spearman", "pearson", "accuracy", "f1", "dev_accuracy", "mr", "mrr")  # not C
+SWEEP_AXES = ("dims", "layers")  # meta.sweep.axis
 COUNT_KEYS = ("n", *records.DIAGNOSTIC_COUNTS)
 
 
@@ -188,7 +194,7 @@ def _expect(path: Path, field: str, value, ok: bool, expected: str) -> None:
 def _check_metrics(path: Path, where: str, d) -> None:
     """Numbers (and counts, split names) of one task, subset or aggregate entry."""
     _expect(path, where, d, isinstance(d, dict), "an object")
-    for k in METRIC_KEYS:
+    for k in (*METRIC_KEYS, *(k for k in d if str(k).startswith("hits@"))):
         if k in d:
             _expect(path, f"{where}.{k}", d[k], _is_number(d[k]), "a finite number")
     if "n" in d:
@@ -221,6 +227,16 @@ def validate(data: dict, path: str | os.PathLike) -> None:
         _expect(
             path, "meta.partial", meta["partial"], isinstance(meta["partial"], bool), "true/false"
         )
+    sweep = meta.get("sweep")
+    if sweep is not None:
+        ok = (
+            isinstance(sweep, dict)
+            and sweep.get("axis") in SWEEP_AXES
+            and isinstance(sweep.get("value"), int)
+            and not isinstance(sweep.get("value"), bool)
+        )
+        expected = f'{{"axis": one of {", ".join(SWEEP_AXES)}, "value": an integer}}'
+        _expect(path, "meta.sweep", sweep, ok, expected)
     _expect(path, "tasks", data["tasks"], isinstance(data["tasks"], dict), "an object")
     for task, entry in data["tasks"].items():
         _check_metrics(path, f"tasks.{task}", entry)
@@ -249,6 +265,8 @@ def upgrade(data: dict) -> dict:
     """Bring an older schema to the current one, one version step at a time."""
     if data["schema_version"] == 1:  # 1 -> 2: transfer tasks arrived; v1 runs had none
         data = {**data, "schema_version": 2, "transfer_avg": None}
+    if data["schema_version"] == 2:  # 2 -> 3: ranking tasks and sweeps arrived; v2 had none
+        data = {**data, "schema_version": 3}
     return data
 
 
@@ -329,6 +347,7 @@ RUN_SETTINGS = (
     "max_length",
     "dtype",
     "quantize",
+    "truncate_dim",  # Matryoshka truncation (--truncate, --dims)
     "protocol",
     "split",
     "limit",

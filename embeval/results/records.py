@@ -144,6 +144,34 @@ class TransferScore(_Record):
 
 
 @dataclass(frozen=True)
+class RankingScore(_Record):
+    """One ranking task (EvalRank): MR (mean rank), MRR and Hits@k x100 of its positive pairs
+    among a pool of `pool` sentences (`embeval.eval.metrics.ranking`)."""
+
+    _layout = ("split", "n", "pool", "mr", "mrr")
+
+    task: str = field(metadata={"key": False})
+    mrr: float
+    mr: float | None = None
+    split: str | None = None
+    n: int | None = None
+    pool: int | None = None
+    extra: dict = _extra()  # hits@k: one key per k
+    _order: tuple[str, ...] = _order()
+
+    @property
+    def hits(self) -> dict[int, float]:
+        """Hits@k x100 by k, in the file's order."""
+        return {int(k[5:]): v for k, v in self.extra.items() if k.startswith("hits@")}
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The figures of the task, by metric name (mr, mrr, hits@k)."""
+        named = {"mr": self.mr, "mrr": self.mrr, **{f"hits@{k}": v for k, v in self.hits.items()}}
+        return {k: v for k, v in named.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class Diagnostics(_Record):
     """Geometry of the embeddings (`embeval.eval.metrics.diagnostics`) and what it was measured on.
 
@@ -195,15 +223,18 @@ class RunMeta(_Record):
     world_size: int | None = None
     timings: dict[str, float] | None = None
     transfer: dict | None = None  # TransferConfig of runs with transfer tasks
+    sweep: dict | None = None  # {"axis": "dims"|"layers", "value": N, "of": base run name}
     extra: dict = _extra()
     _order: tuple[str, ...] = _order()
 
 
-def score_record(task: str, entry: dict) -> STSScore | TransferScore | None:
-    """The typed record of one `tasks` entry: STS (has spearman), transfer (has accuracy), or
-    None for an entry of neither kind."""
+def score_record(task: str, entry: dict) -> STSScore | TransferScore | RankingScore | None:
+    """The typed record of one `tasks` entry: STS (has spearman), transfer (has accuracy),
+    ranking (has mrr), or None for an entry of none of these kinds."""
     if "spearman" in entry:
         return STSScore.from_dict(entry, task=task)
     if "accuracy" in entry:
         return TransferScore.from_dict(entry, task=task)
+    if "mrr" in entry:
+        return RankingScore.from_dict(entry, task=task)
     return None

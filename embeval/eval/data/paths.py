@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT_DATA = Path(__file__).resolve().parents[3] / "data"
 SHARED_DATA = PROJECT_DATA.parents[1] / "shared" / "data"  # ../shared/data beside the project
-DATA_GROUPS = ("sts", "sts-raw", "transfer")  # the top folders of a data root
+DATA_GROUPS = ("sts", "sts-raw", "transfer", "evalrank")  # the top folders of a data root
 
 
 class DataError(ValueError):

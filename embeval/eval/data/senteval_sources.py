@@ -62,6 +62,18 @@ BINCLASSIF = {  # member of datasmall_NB_ACL12.zip -> transfer/ file
     "data/mpqa/mpqa.pos": "MPQA/mpqa.pos",
     "data/mpqa/mpqa.neg": "MPQA/mpqa.neg",
 }
+# EvalRank (Wang et al., 2022): its data folder and licence, pinned to the commit the shared
+# copy was taken from (/work/shared/data/README.md, section EvalRank).
+EVALRANK_COMMIT = "c6422dbf8a357b206234ab81639b24bd3428914f"
+EVALRANK_URL = (
+    "https://raw.githubusercontent.com/BinWang28/EvalRank-Embedding-Evaluation/"
+    f"{EVALRANK_COMMIT}/{{}}"
+)
+EVALRANK_FILES = {  # file in the repository -> file under the data root's evalrank/
+    "data/sent_evalrank/pos_pair.txt": "pos_pair.txt",
+    "data/sent_evalrank/background_sent.txt": "background_sent.txt",
+    "LICENSE": "LICENSE",
+}
 
 
 class DownloadError(DataError):
@@ -190,9 +202,10 @@ def _file(name: str, url: str, rel: str, fix: Callable[[bytes], bytes] = bytes) 
 
 
 def sources() -> list[Source]:
-    """Every SentEval download, in the order of SentEval's script."""
+    """Every SentEval download, in the order of SentEval's script, then EvalRank's files."""
     stsb_folder, sick = TASKS.get("STSBenchmark").folder, _folder("SICKRelatedness")
     stsb = [f"{g}/{stsb_folder}/sts-{s}.csv" for g in GROUPS[:2] for s in ("train", "dev", "test")]
+    evalrank = TASKS.get("EvalRank").data_group  # its files sit at the group's top
     no_quotes = lambda b: b.replace(b"`", b"").replace(b"'", b"")  # noqa: E731  (TREC)
     return [
         *(_sts_year(task) for task in STS_URLS),
@@ -217,5 +230,9 @@ def sources() -> list[Source]:
         ),
         Source(
             "MRPC", MRPC_URL, tuple(f"{_folder('MRPC')}/{n}" for n in MRPC_MEMBERS.values()), _mrpc
+        ),
+        *(
+            _file(f"EvalRank {name}", EVALRANK_URL.format(rel), f"{evalrank}/{name}")
+            for rel, name in EVALRANK_FILES.items()
         ),
     ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from embeval.eval.data import sts
+from embeval.eval.data import evalrank, sts
 from embeval.eval.data import transfer as tr
 from embeval.eval.data.paths import DataError, data_root
 from embeval.registry import Registry, UnknownUnit
@@ -36,7 +36,8 @@ class Task:
 
     `loader(root, split, protocol)` returns the task's data for a data root (a `Path`): an
     `STSData` for kind "sts" (scored by the cosine of each pair against its gold score), a
-    `TransferData` for kind "transfer" (a classifier on frozen embeddings).
+    `TransferData` for kind "transfer" (a classifier on frozen embeddings), a `RankingData`
+    for kind "ranking" (each positive pair's rank among a pool of sentences).
     """
 
     name: str
@@ -244,6 +245,19 @@ _transfer(
 )
 
 
+register(
+    Task(
+        "EvalRank",
+        "ranking",
+        partial(evalrank.read_evalrank, "EvalRank", "evalrank"),
+        aliases=("evalrank", "eval-rank"),
+        description="EvalRank sentence ranking: each positive STS-B pair's rank among ~25k pool "
+        "sentences; MR, MRR, Hits@k (Wang et al., 2022, Just Rank).",
+        data_group="evalrank",  # pos_pair.txt, background_sent.txt at the group's top
+    )
+)
+
+
 # ------------------------------------------------------------------ looking tasks up
 
 
@@ -340,7 +354,8 @@ def load(
             else f"{task.name} has only the {has} splits (asked for {split!r})"
         )
     data = task.loader(data_root(root), split, protocol)
-    expected = {"sts": sts.STSData, "transfer": tr.TransferData}.get(task.kind)
+    expected = {"sts": sts.STSData, "transfer": tr.TransferData, "ranking": evalrank.RankingData}
+    expected = expected.get(task.kind)
     if expected is not None and not isinstance(data, expected):
         raise DataError(
             f"task {task.name!r}: its loader returned {type(data).__name__}; a {task.kind} task "

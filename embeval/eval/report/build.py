@@ -67,6 +67,17 @@ class TrainLog:
 
 
 @dataclass
+class SweepPlot:
+    """A sweep's figure: Avg and STS-B Spearman against the swept value (dims, layer)."""
+
+    axis: str
+    of: str  # the base run's name
+    labels: list[str]  # the runs (points) it draws, in value order
+    series: list[plots.SweepSeries]
+    plot: str | None = None  # data URI
+
+
+@dataclass
 class Report:
     title: str
     generated: str
@@ -79,6 +90,7 @@ class Report:
     seed: int
     runs: list[str] = field(default_factory=list)
     align_plot: str | None = None
+    sweeps: list[SweepPlot] = field(default_factory=list)  # --dims / --layers sweeps drawn
     # (label, what it measures, direction) of each registered diagnostic: the cards' legend
     diagnostics: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -306,7 +318,43 @@ def build(
         trajs = [lg.trajectory for lg in logs if lg.trajectory is not None]
         if points or trajs:
             report.align_plot = plots.alignment_uniformity(points, trajs, fmt)
+        report.sweeps = sweep_plots(labelled, tables, fmt)
     return report
+
+
+SWEEP_SERIES = (AVG, "STSBenchmark")  # the figures a sweep plot draws, when the runs have them
+
+
+def sweep_plots(labelled, tables: list[Table], fmt: str = "svg") -> list[SweepPlot]:
+    """A figure per sweep of at least two points (runs with the same `meta.sweep` axis and
+    base, see `embeval.eval.scoring.sweeps`): each SWEEP_SERIES figure against the value, with
+    the tables' bootstrap intervals as bands (the same intervals the tables print)."""
+    from embeval.eval.scoring.sweeps import sweep_points
+
+    cells = {r.label: r.cells for t in tables for r in t.rows}
+    out = []
+    for (axis, of), pts in sweep_points(labelled).items():
+        if len(pts) < 2:
+            continue
+        series = []
+        for name in SWEEP_SERIES:
+            s = plots.SweepSeries(name, [], [], [], [])
+            for value, label, run in pts:
+                y = run.avg if name == AVG else (run.tasks.get(name) or {}).get("spearman")
+                if y is None:
+                    continue
+                ci = getattr(cells.get(label, {}).get(name), "ci", None)
+                s.x.append(value)
+                s.y.append(y)
+                s.low.append(ci[0] if ci else None)
+                s.high.append(ci[1] if ci else None)
+            if len(s.x) >= 2:
+                series.append(s)
+        if series:
+            plot = SweepPlot(axis, of, [lab for _, lab, _ in pts], series)
+            plot.plot = plots.sweep_figure(axis, of, series, fmt)
+            out.append(plot)
+    return out
 
 
 def render_html(report: Report) -> str:

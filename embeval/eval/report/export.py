@@ -54,6 +54,8 @@ def to_markdown(report: Report) -> str:
             parts.append(f"**STS Pearson ×100, {t.title}**\n\n" + md_table(t.pearson) + "\n")
         if t.other is not None:
             parts.append(f"**{t.other.title}, {t.title}**\n\n" + md_table(t.other) + "\n")
+        for rt in t.ranking:
+            parts.append(f"**{rt.title}, {t.title}**\n\n" + md_table(rt) + "\n")
     parts.append(
         "Bold: best per column. In parentheses: difference to the baseline row; † marks a "
         "Spearman difference with p < 0.05 in a paired bootstrap over pairs "
@@ -88,6 +90,14 @@ def to_csv(report: Report) -> str:
                         + [f"{metric}_avg" if task == AVG else metric]
                         + [_num(c.value), _num(ci[0]), _num(ci[1]), _num(c.delta)]
                         + [_num(c.p), int(c.best), _num(r.value if r else None)]
+                    )
+        for rt in t.ranking:  # task = the ranking task, metric = the column (mr, mrr, hits@k)
+            for row in rt.rows:
+                for col in rt.columns:
+                    c = row.cells[col]
+                    w.writerow(
+                        [protocol, split, limit or "", row.label, int(row.baseline), rt.task]
+                        + [col.lower(), _num(c.value), "", "", _num(c.delta), "", int(c.best), ""]
                     )
     return buf.getvalue()
 

@@ -154,3 +154,40 @@ def similarity_by_gold(
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     return to_data_uri(fig, fmt)
+
+
+@dataclass
+class SweepSeries:
+    """One line of a sweep figure: a figure per point, with its 95 % bootstrap band."""
+
+    label: str  # "Avg" or a task name
+    x: list[int]  # the sweep values that have this figure
+    y: list[float]
+    low: list[float | None]  # None: no interval for that point (no per-pair file, n_boot 0)
+    high: list[float | None]
+
+
+AXIS_LABEL = {"dims": "embedding dimensions (first d kept)", "layers": "layer"}
+
+
+def sweep_figure(axis: str, of: str, series: Sequence[SweepSeries], fmt: str = "svg") -> str:
+    """Spearman x100 against the sweep value (dims on a log2 axis), one line per series, its
+    bootstrap interval drawn as a band where the points have one."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, s in enumerate(series):
+        colour = f"C{i % 10}"
+        ax.plot(s.x, s.y, marker="o", color=colour, label=s.label)
+        band = [(x, lo, hi) for x, lo, hi in zip(s.x, s.low, s.high, strict=True) if lo is not None]
+        if band:
+            bx, lo, hi = (list(v) for v in zip(*band, strict=True))
+            ax.fill_between(bx, lo, hi, color=colour, alpha=0.2, linewidth=0)
+    if axis == "dims":
+        ax.set_xscale("log", base=2)
+    xs = sorted({x for s in series for x in s.x})
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel(AXIS_LABEL.get(axis, axis))
+    ax.set_ylabel("Spearman ×100")
+    ax.set_title(f"{of}: {axis} sweep (bands: 95% bootstrap CI)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return to_data_uri(fig, fmt)

@@ -52,6 +52,8 @@ class Table:
     subsets: dict[str, tuple[list[str], list[Row]]] = field(default_factory=dict)
     other: Table | None = None  # non-STS tasks (transfer: entries with an "accuracy" key)
     pearson: Table | None = None  # the same STS tasks' Pearson r (values only)
+    ranking: list[Table] = field(default_factory=list)  # one per ranking task (EvalRank)
+    task: str | None = None  # a ranking table's task (its columns are metrics)
 
     @property
     def compared(self) -> bool:
@@ -145,11 +147,12 @@ def _sts_names() -> list[str]:
     return [t.name for t in task_registry.group("sts")]
 
 
-def _mark_best(rows: list[Row], columns: list[str]) -> None:
+def _mark_best(rows: list[Row], columns: list[str], lower: tuple[str, ...] = ()) -> None:
+    """Mark each column's best value: the highest, or the lowest for the `lower` columns."""
     for col in columns:
         vals = [r.cells[col].value for r in rows if r.cells[col].value is not None]
         if len(vals) > 1:
-            top = round(max(vals), 2)
+            top = round(min(vals) if col in lower else max(vals), 2)
             for r in rows:
                 v = r.cells[col].value
                 r.cells[col].best = v is not None and round(v, 2) == top
@@ -184,6 +187,7 @@ def sts_table(
         _fill_stats(table, n_boot, seed)
     table.subsets = subset_tables(rows)
     table.other = other_table(rows)
+    table.ranking = ranking_tables(rows)
     table.pearson = pearson_table(rows, [c for c in columns if c != AVG])
     return table
 
@@ -279,6 +283,36 @@ def other_table(rows: list[Row]) -> Table | None:
     _fill_deltas(out, columns)
     _mark_best(out, columns)
     return Table("Other tasks (accuracy)", (), False, columns, out, rows[0].label)
+
+
+RANKING_COLUMNS = {"mr": "MR", "mrr": "MRR"}  # then Hits@k, in the files' order
+
+
+def ranking_tables(rows: list[Row]) -> list[Table]:
+    """One table per ranking task (entries with an "mrr" key, EvalRank): MR (lower is better),
+    MRR x100, Hits@k x100 per run; values only (no per-pair intervals for ranks yet)."""
+    names = dict.fromkeys(
+        t for r in rows for t, m in r.run.tasks.items() if isinstance(m, dict) and "mrr" in m
+    )
+    tables = []
+    for task in names:
+        entries = [r.run.tasks.get(task) or {} for r in rows]
+        hits = dict.fromkeys(k for e in entries for k in e if str(k).startswith("hits@"))
+        keys = [*RANKING_COLUMNS, *hits]
+        label = {**RANKING_COLUMNS, **{k: "Hits@" + k[5:] for k in hits}}
+        columns = [label[k] for k in keys]
+        out = []
+        for r, e in zip(rows, entries, strict=True):
+            cells = {label[k]: Cell(e.get(k) if "mrr" in e else None) for k in keys}
+            out.append(Row(r.label, r.run, r.baseline, cells))
+        _fill_deltas(out, columns)
+        _mark_best(out, columns, lower=("MR",))
+        pool = next((e["pool"] for e in entries if "pool" in e), None)
+        title = f"{task} (ranking: MR, MRR ×100, Hits@k ×100" + (
+            f"; pool of {pool} sentences)" if pool else ")"
+        )
+        tables.append(Table(title, (), False, columns, out, rows[0].label, task=task))
+    return tables
 
 
 def group_tables(

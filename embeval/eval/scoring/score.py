@@ -25,7 +25,7 @@ from embeval.eval.encoders import postprocess
 from embeval.eval.encoders.transformer import Encoder
 from embeval.eval.metrics import similarity as metrics
 from embeval.eval.metrics.diagnostics import measure as measure_diagnostics
-from embeval.eval.scoring import transfer
+from embeval.eval.scoring import ranking, transfer
 from embeval.results.files import RunResult
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,9 @@ def score(
     diagnostics: bool = True,
     transfer_config: transfer.TransferConfig | None = None,
 ) -> RunResult | None:
-    """Score `encoder` on STS and SentEval transfer tasks; the output contract is in
-    `embeval.results.files`. Transfer tasks follow SentEval's own splits (`split` must be test).
+    """Score `encoder` on STS, SentEval transfer and ranking (EvalRank) tasks; the output
+    contract is in `embeval.results.files`. Transfer tasks follow SentEval's own splits
+    (`split` must be test).
 
     With a `ShardedEncoder` (torchrun) every process calls this, encodes its share, and only
     rank 0 measures and gets the RunResult; the other ranks get None."""
@@ -75,7 +76,7 @@ def score(
     if limit is not None and limit < 2:
         raise DataError(f"--limit must be at least 2 pairs (a correlation needs two), got {limit}")
     specs = {t.name: t for t in task_registry.select(tasks, split, protocol)}
-    if other := [t.name for t in specs.values() if t.kind not in ("sts", "transfer")]:
+    if other := [t.name for t in specs.values() if t.kind not in ("sts", "transfer", "ranking")]:
         raise DataError(f"{', '.join(other)}: score has no scorer for their kind yet")
     clf_names = [t.name for t in specs.values() if t.kind == "transfer"]
     if clf_names and split != "test":
@@ -86,12 +87,16 @@ def score(
     load = task_registry.load
     data = {n: load(t, split, root, protocol) for n, t in specs.items() if t.kind == "sts"}
     clf_data = {n: load(t, split, root, protocol) for n, t in specs.items() if n in clf_names}
+    rank_data = {n: load(t, split, root, protocol) for n, t in specs.items() if t.kind == "ranking"}
     cut: list[str] = []  # tasks --limit actually shortened: only those make a run partial
     if limit:
-        full = {**data, **clf_data}
+        full = {**data, **clf_data, **rank_data}
         data = {t: d.head(limit) for t, d in data.items()}
         clf_data = {t: d.head(limit) for t, d in clf_data.items()}
-        cut = [t for t, d in {**data, **clf_data}.items() if _sizes(d) != _sizes(full[t])]
+        rank_data = {t: d.head(limit) for t, d in rank_data.items()}
+        cut = [
+            t for t, d in {**data, **clf_data, **rank_data}.items() if _sizes(d) != _sizes(full[t])
+        ]
         for task, d in data.items():
             _check_correlatable(task, d, limit)
     diag = _diagnostic_data(data) if diagnostics else None
@@ -103,6 +108,7 @@ def score(
             [
                 *(s for d in data.values() for s in (*d.s1, *d.s2)),  # diag is one of them
                 *(s for d in clf_data.values() for s in d.sentences()),
+                *(s for d in rank_data.values() for s in d.sentences()),
                 *postprocess.fit_sentences(fitted),  # fit files: in the one encode call
             ]
         )
@@ -133,6 +139,8 @@ def score(
     for task, d in clf_data.items():  # SentEval transfer: a classifier on frozen embeddings
         vectors = task_vectors(task, d.sentences())
         results[task] = transfer.evaluate(d, vectors, transfer_config)
+    for task, d in rank_data.items():  # EvalRank: each positive's rank among the pool
+        results[task] = ranking.evaluate(d, task_vectors(task, d.sentences()))
     avg = None  # over the tasks flagged in the registry, when all of them ran: a new task
     avg_tasks = task_registry.simcse_avg_tasks()  # cannot move the figure papers compare
     if avg_tasks and all(t in results for t in avg_tasks) and split == "test":
@@ -152,7 +160,9 @@ def score(
         "limit": limit,
         "partial": bool(cut),
         "data_root": str(root),
-        "data_checksums": {t: checksum(d.files) for t, d in [*data.items(), *clf_data.items()]},
+        "data_checksums": {
+            t: checksum(d.files) for t, d in [*data.items(), *clf_data.items(), *rank_data.items()]
+        },
         "n_sentences": len(sentences),
         "world_size": getattr(encoder, "world_size", 1),  # processes that shared the encoding
         "timings": {
@@ -184,7 +194,10 @@ def default_run_name(checkpoint: str | None) -> str:
 
 
 def _sizes(d) -> list[int]:
-    """Examples per split of a task (STS: one split), to tell whether --limit cut it."""
+    """Examples per split of a task (STS: one split; ranking: pairs, background), to tell
+    whether --limit cut it."""
+    if hasattr(d, "background"):
+        return [len(d), len(d.background)]
     return [len(s) for s in d.splits.values()] if hasattr(d, "splits") else [len(d)]
 
 

@@ -218,7 +218,7 @@ _OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "bart"
 
 def position_limit(config: dict) -> int:
     """The most tokens a sentence may have for the model's position embeddings."""
-    limit = int(config.get("max_position_embeddings", 512))
+    limit = int(config.get("max_position_embeddings", config.get("n_positions", 512)))
     if config.get("model_type") in _OFFSET_POSITIONS:
         limit -= int(config.get("pad_token_id", 1)) + 1
     return limit
@@ -245,7 +245,14 @@ def checkpoint_info(
     except UnknownUnit as exc:
         raise CheckpointError(str(exc)) from exc
     pooler = POOLERS.canonical(pooler)
-    limit = position_limit(_read_json(path / "config.json"))
+    config = _read_json(path / "config.json")
+    unit = POOLERS.get(pooler)
+    if hasattr(unit, "check_config"):  # a Pooler object: its layer, head, ... fit this model
+        try:
+            unit.check_config(config)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+    limit = position_limit(config)
     if max_length and max_length > limit:  # it would crash mid-run at the first long sentence
         raise CheckpointError(
             f"--max-length {max_length} exceeds the {limit} token positions of checkpoint "

@@ -53,7 +53,7 @@ EXPECTED = {
 }
 # Poolers that read token ids, attention maps or a template: tested on tiny models in
 # tests/test_prompt_poolers.py.
-ELSEWHERE: set[str] = set()
+ELSEWHERE = {"promptbert", "promptbert_denoised", "last_token", "prompteol", "ditto"}
 
 
 def test_every_pooler_has_a_case():

@@ -87,8 +87,9 @@ class SentenceModel(nn.Module):
         out = self.run_backbone(input_ids, attention_mask, token_type_ids, **kw)
         hidden, pooled = out.hidden_states, getattr(out, "pooler_output", None)
         if isinstance(fn, Pooler):
-            inputs = PoolInputs(input_ids, out.attentions if attend else None, self.tokenizer)
-            inputs.run = self.run_backbone
+            attentions = out.attentions if attend else None
+            config = self.backbone.config
+            inputs = PoolInputs(input_ids, attentions, self.tokenizer, self.run_backbone, config)
             return fn(attention_mask, hidden, pooled, inputs)
         return fn(attention_mask, hidden, pooled)
 

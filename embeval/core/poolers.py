@@ -77,13 +77,9 @@ class PoolInputs:
     ids, the attention maps (only when its `needs_attentions`), the tokenizer, and `run`, which
     runs the backbone on other inputs (PromptBERT's template denoising)."""
 
-    def __init__(self, input_ids, attentions=None, tokenizer=None, run=None):
-        self.input_ids, self.attentions, self.tokenizer, self.run = (
-            input_ids,
-            attentions,
-            tokenizer,
-            run,
-        )
+    def __init__(self, input_ids, attentions=None, tokenizer=None, run=None, config=None):
+        self.input_ids, self.attentions, self.tokenizer = input_ids, attentions, tokenizer
+        self.run, self.config = run, config  # config: the backbone's PretrainedConfig
 
 
 class Pooler:
@@ -239,6 +235,231 @@ class Layers(Pooler):
         self._check(len(hidden_states))
         means = [masked_mean(hidden_states[k], mask) for k in self.layers]  # |S| x (B, H)
         return sum(means[1:], means[0]) / len(means)
+
+
+SLOT, MASK_SLOT = "[X]", "[MASK]"
+
+
+def end_sentence(s: str) -> str:
+    """The references' clean-up before a sentence enters a prompt: a final period unless it
+    already ends in . ? " or ' (kongds/Prompt-BERT and kongds/scaling_sentemb, evaluation.py)."""
+    s = s.strip()
+    return s if s.endswith((".", "?", '"', "'")) else s + "."
+
+
+def check_template(template: str, pooler: str, mask_slot: bool) -> str:
+    if template.count(SLOT) != 1:
+        raise UnknownUnit(
+            f"pooler {pooler}: template {template!r} must hold the sentence slot {SLOT} once"
+        )
+    if mask_slot and template.count(MASK_SLOT) != 1:
+        raise UnknownUnit(
+            f"pooler {pooler}: template {template!r} must hold the mask slot {MASK_SLOT} once"
+        )
+    return template
+
+
+def mask_token(tokenizer, pooler: str) -> str:
+    if tokenizer is None or getattr(tokenizer, "mask_token", None) is None:
+        raise ValueError(
+            f"pooler {pooler} reads the [MASK] token's state, and this tokenizer has no mask "
+            "token (a decoder-only model?); use prompteol or last_token"
+        )
+    return tokenizer.mask_token
+
+
+@POOLERS.register("promptbert")
+class PromptBERT(Pooler):
+    """Last layer's state at [MASK] in a prompt around the sentence (promptbert:TEMPLATE).
+
+    e = h_L[mask position] of TEMPLATE with [X] replaced by the sentence and [MASK] by the
+    tokenizer's mask token; default ``This sentence : "[X]" means [MASK] .`` (`--template`).
+    PromptBERT (Jiang et al., 2022), kongds/Prompt-BERT evaluation.py, whose code is followed:
+    a sentence not ending in . ? " ' gets a final period. Prompts are not truncated."""
+
+    default = 'This sentence : "[X]" means [MASK] .'
+    no_truncation = True
+
+    def __init__(self, template: str):
+        self.template = template
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> PromptBERT:
+        return cls(check_template(arg or cls.default, cls.registered_name(), mask_slot=True))
+
+    @classmethod
+    def registered_name(cls) -> str:
+        return "promptbert_denoised" if cls.denoise else "promptbert"
+
+    denoise = False
+
+    def prepare(self, sentences: list[str], tokenizer) -> list[str]:
+        mask = mask_token(tokenizer, self.registered_name())
+        filled = self.template.replace(MASK_SLOT, mask)
+        return [filled.replace(SLOT, end_sentence(s)) for s in sentences]
+
+    def _states_at_mask(self, states, input_ids, mask_id: int):  # (B, T, H) -> (B, H)
+        where = input_ids == mask_id  # (B, T)
+        if not bool((where.sum(1) == 1).all()):
+            raise ValueError(
+                f"pooler {self.registered_name()}: each prompt must hold exactly one mask token"
+            )
+        return states[where]  # row order kept: one True per row
+
+    def __call__(self, mask, hidden_states, pooler_output, inputs=None):  # -> (B, H)
+        tok = inputs.tokenizer if inputs is not None else None
+        mask_token(tok, self.registered_name())
+        h = self._states_at_mask(hidden_states[-1], inputs.input_ids, tok.mask_token_id)
+        if self.denoise:
+            h = h - self._template_states(mask, inputs)
+        return h
+
+
+@POOLERS.register("promptbert_denoised")
+class PromptBERTDenoised(PromptBERT):
+    """PromptBERT with template denoising: h[MASK] minus that of the empty template.
+
+    e = h_L[mask](TEMPLATE(sentence)) - h_L[mask](TEMPLATE("")), where the empty template's
+    tokens after the slot keep the position ids they have in the filled prompt (shifted by the
+    sentence's n tokens), as `get_delta` in kongds/Prompt-BERT evaluation.py sets them
+    (PromptBERT, Jiang et al., 2022). Models with offset positions (RoBERTa) get the offset."""
+
+    denoise = True
+
+    def _template_states(self, mask, inputs: PoolInputs):  # -> (B, H)
+        import torch
+
+        tok, config = inputs.tokenizer, inputs.config
+        filled = self.template.replace(MASK_SLOT, tok.mask_token)
+        empty = tok(" ".join(filled.replace(SLOT, "").split()))["input_ids"]
+        prefix_text = filled.split(SLOT)[0].strip()
+        with_specials = tok(prefix_text)["input_ids"]
+        lead = 0  # special tokens before the text ([CLS], <s>)
+        while lead < len(with_specials) and with_specials[lead] in tok.all_special_ids:
+            lead += 1
+        prefix = lead + len(tok(prefix_text, add_special_tokens=False)["input_ids"])
+        n = mask.long().sum(1) - len(empty)  # (B,) each sentence's tokens in its prompt
+        lengths = sorted(set(n.tolist()))
+        device = mask.device
+        ids = torch.tensor([empty] * len(lengths), device=device)  # (K, T0)
+        offset = 0
+        if getattr(config, "model_type", None) in OFFSET_POSITIONS:
+            offset = int(getattr(config, "pad_token_id", 1)) + 1
+        pos = torch.arange(len(empty), device=device).repeat(len(lengths), 1) + offset
+        pos[:, prefix:] += torch.tensor(lengths, device=device).unsqueeze(1)
+        out = inputs.run(ids, torch.ones_like(ids), None, position_ids=pos)
+        delta = self._states_at_mask(out.hidden_states[-1], ids, tok.mask_token_id)  # (K, H)
+        row = {k: i for i, k in enumerate(lengths)}
+        return delta[torch.tensor([row[k] for k in n.tolist()], device=device)]
+
+
+# Models whose position ids start after the padding index (fairseq's convention).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mbart")
+
+
+def last_real_token(states, mask):  # (B, T, H), (B, T) -> (B, H)
+    """Each row's state at its last real token, whichever side the padding is on."""
+    import torch
+
+    t = mask.shape[1] - 1 - mask.flip(1).float().argmax(1)  # (B,) last position with mask 1
+    return states[torch.arange(len(states), device=states.device), t]
+
+
+@POOLERS.register("last_token")
+def last_token(
+    mask: Tensor, hidden_states: tuple[Tensor, ...], pooler_output: Tensor | None
+) -> Tensor:
+    """Last layer's state at the last real token, for decoder-only (causal) models.
+
+    A causal model's last token is the only one that has seen the whole sentence (GPT-style
+    embeddings: Neelakantan et al., 2022; the last-token pooling of PromptEOL, Jiang et al.,
+    2023, kongds/scaling_sentemb). Left and right padding both read the last real token."""
+    return last_real_token(hidden_states[-1], mask)
+
+
+@POOLERS.register("prompteol")
+class PromptEOL(Pooler):
+    """Last token's last-layer state of a one-word prompt (prompteol:TEMPLATE), for decoders.
+
+    e = h_L[last token] of TEMPLATE with [X] replaced by the sentence; default
+    ``This sentence : "[X]" means in one word:"`` (`--template`). PromptEOL (Jiang et al., 2023,
+    "Scaling Sentence Embeddings with Large Language Models"), kongds/scaling_sentemb
+    evaluation.py, whose sentence clean-up is followed: a final period unless the sentence ends
+    in . ? " ', double quotes made single, a final ? made a period. Prompts are not truncated."""
+
+    default = 'This sentence : "[X]" means in one word:"'
+    no_truncation = True
+
+    def __init__(self, template: str):
+        self.template = template
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> PromptEOL:
+        return cls(check_template(arg or cls.default, "prompteol", mask_slot=False))
+
+    def prepare(self, sentences: list[str], tokenizer) -> list[str]:
+        out = []
+        for s in sentences:
+            s = end_sentence(s).replace('"', "'")
+            s = s[:-1] + "." if s.endswith("?") else s
+            out.append(self.template.replace(SLOT, s))
+        return out
+
+    def __call__(self, mask, hidden_states, pooler_output, inputs=None):  # -> (B, H)
+        return last_real_token(hidden_states[-1], mask)
+
+
+@POOLERS.register("ditto")
+class Ditto(Pooler):
+    """Tokens weighted by one attention head's self-attention, on first+last (ditto:LAYER,HEAD).
+
+    e = sum_t a_tt (h0_t + hL_t) / 2 over real tokens, with a_tt the diagonal of head HEAD's
+    attention map in layer LAYER (0-based; default 0,9, the paper's choice for BERT-base), h0
+    the embedding output and hL the last layer; not renormalised. Ditto (Chen et al., 2023),
+    alibaba-damo-academy/SpokenNLP ditto/evaluation_ditto.py (`att_first_last`). Runs the
+    eager attention kernel, which is the one that returns attention maps."""
+
+    needs_attentions = True
+
+    def __init__(self, layer: int, head: int):
+        self.layer, self.head = layer, head
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> Ditto:
+        parts = (arg or "0,9").split(",")
+        try:
+            layer, head = (int(x) for x in parts)
+        except ValueError:
+            layer = head = -1
+        if layer < 0 or head < 0:
+            raise UnknownUnit(
+                f"pooler ditto:{arg}: expected LAYER,HEAD, two indices >= 0 (e.g. ditto:0,9)"
+            )
+        return cls(layer, head)
+
+    def _check(self, layers: int | None, heads: int | None) -> None:
+        if layers is not None and self.layer >= layers:
+            raise ValueError(
+                f"pooler ditto:{self.layer},{self.head}: layer {self.layer} out of range; this "
+                f"model's attention layers are 0 to {layers - 1}"
+            )
+        if heads is not None and self.head >= heads:
+            raise ValueError(
+                f"pooler ditto:{self.layer},{self.head}: head {self.head} out of range; this "
+                f"model's heads are 0 to {heads - 1}"
+            )
+
+    def check_config(self, config: dict) -> None:
+        self._check(n_layers(config), n_heads(config))
+
+    def __call__(self, mask, hidden_states, pooler_output, inputs=None):  # -> (B, H)
+        attentions = inputs.attentions if inputs is not None else None
+        if attentions is None:
+            raise ValueError("pooler ditto needs the attention maps (output_attentions)")
+        self._check(len(attentions), attentions[0].shape[1])
+        diag = attentions[self.layer][:, self.head].diagonal(dim1=1, dim2=2)  # (B, T, T) -> (B, T)
+        w = (diag * mask.to(diag.dtype)).unsqueeze(-1)  # (B, T, 1): pad tokens weigh 0
+        return ((hidden_states[0] + hidden_states[-1]) / 2 * w).sum(1)  # (B, H)
 
 
 def pooler_key(name: str) -> str:

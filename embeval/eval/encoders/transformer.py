@@ -206,6 +206,10 @@ class TransformerEncoder:
 
             self.model, self.tokenizer, _ = load_model(info=self.info)
         if self.quantize and self._int8 is None:
+            from embeval.core.poolers import Pooler
+
+            if isinstance(self.model._pool, Pooler):  # the ONNX graph is the plain forward
+                raise ValueError(f"--quantize: pooler {self.model.pooler} runs in float32 only")
             from embeval.eval.encoders.int8 import load_int8
 
             fp = self.info.fingerprint if self.info else None

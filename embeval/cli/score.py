@@ -13,7 +13,7 @@ from embeval.cli.common import (
     fail,
     overwrite_option,
 )
-from embeval.cli.scoring import run_score
+from embeval.cli.scoring import run_layer_sweep, run_score
 from embeval.eval.data.sts import PROTOCOLS, SPLITS
 
 
@@ -55,9 +55,25 @@ from embeval.eval.data.sts import PROTOCOLS, SPLITS
     help="Processes for the transfer-task classifiers (-1: every core). Results do not depend "
     "on it.",
 )
+@click.option(
+    "--layers",
+    metavar="all|LIST",
+    help="Layer sweep: score the masked mean of each of these hidden states (0 = embeddings; "
+    "all = 0 to the last), each as --pooler layers:K, from one encode. One results file per "
+    "layer: NAME-layerK-SPLIT.json (or OUT's stem + -layerK.json).",
+)
 @encoder_options
-def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
+def score(checkpoint, tasks, split, protocol, limit, name, out, layers, **enc):
     """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS and transfer tasks."""
+    if layers is not None:
+        try:
+            done = run_layer_sweep(
+                checkpoint, layers, tasks, split, protocol, limit, name, out, **enc
+            )
+        except USER_ERRORS as exc:
+            fail(exc)
+        click.echo(format_sweep(done))
+        return
     try:
         run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
     except USER_ERRORS as exc:
@@ -110,3 +126,14 @@ def format_table(run) -> str:
         f"total {t['total_s']:.1f}s"
     )
     return "\n".join(lines)
+
+
+def format_sweep(done) -> str:
+    """One row per layer: each STS task's Spearman and the average, then the files."""
+    tasks = [t for t, m in done[0][1].tasks.items() if "spearman" in m]
+    rows = [("layer", *tasks, "Avg.")]
+    for k, run, _ in done:
+        cells = [f"{run.tasks[t]['spearman']:.2f}" for t in tasks]
+        rows.append((str(k), *cells, "" if run.avg is None else f"{run.avg:.2f}"))
+    files = [f"layer {k}: {path}" for k, _, path in done]
+    return "\n".join([*align_rows(rows), "", "results:", *files])

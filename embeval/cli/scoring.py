@@ -37,6 +37,7 @@ def run_score(
     postprocess=(),
     overwrite=False,
     jobs=-1,
+    base_encoder=None,
 ):
     """Score and save; returns (RunResult, path). Shared by `score` and `check`.
 
@@ -67,6 +68,7 @@ def run_score(
         quantize=quantize,
         sharded=launched,
         postprocess=postprocess,
+        base=base_encoder,
     )
     names = split_tasks(tasks)
     describe = encoder.describe()
@@ -108,6 +110,43 @@ def run_score(
         )
         path = sibling
     return run, save_run(run, path)
+
+
+def run_layer_sweep(checkpoint, layers, tasks, split, protocol, limit, name, out, **enc):
+    """`score --layers`: one results file per layer, each as `--pooler layers:K` writes it
+    (NAME-layerK, or OUT's stem + -layerK.json), from one encode
+    (`embeval.eval.scoring.layer_sweep`). Returns [(layer, RunResult, path)]."""
+    from embeval.eval.scoring.layer_sweep import LayerSweep
+    from embeval.eval.scoring.score import default_run_name
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError("--layers runs in one process; launch it without torchrun")
+    if enc.get("pooler") not in (None, "avg") or enc.get("quantize"):
+        raise click.UsageError(
+            "--layers pools each layer with the masked mean (layers:K); drop --pooler/--quantize"
+        )
+    keep = ("batch_size", "device", "dtype")
+    sweep = LayerSweep(
+        checkpoint, layers, enc["max_length"], progress=True, **{k: enc[k] for k in keep}
+    )
+    base = name or default_run_name(sweep.encoder.describe()["checkpoint"])
+    done = []
+    for k, view in sweep.views().items():
+        path = Path(out).with_name(f"{Path(out).stem}-layer{k}.json") if out else None
+        kw = {**enc, "pooler": f"layers:{k}"}
+        run, saved = run_score(
+            checkpoint,
+            tasks,
+            split,
+            protocol,
+            limit,
+            f"{base}-layer{k}",
+            path,
+            base_encoder=view,
+            **kw,
+        )
+        done.append((k, run, saved))
+    return done
 
 
 def sharded_device(device: str | None) -> str | None:

@@ -209,3 +209,12 @@ def test_decoder_last_token_reads_the_last_real_token(gpt2_ckpt, side, pooler, c
         ids = tok(s)["input_ids"]
         want.append(last_hidden(model.backbone, ids)[-1])
     np.testing.assert_allclose(got, np.array(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("field", ["pooler", "eval_pooler"])
+def test_training_with_a_prompt_pooler_is_refused(field):
+    """The trainer tokenizes the bare sentences: a prompt pooler would never see its prompt."""
+    from embeval.core.train_config import TrainConfig
+
+    with pytest.raises(ValueError, match=f"{field}: prompt pooler promptbert is for scoring"):
+        TrainConfig(**{field: "promptbert"}).validate()

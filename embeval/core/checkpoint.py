@@ -191,19 +191,30 @@ def fingerprint(path: Path, pooler: str, max_length: int, normalize: bool = Fals
     return _fingerprints(path, pooler, max_length, normalize)[0]
 
 
+# The sha256 state after a checkpoint's files, keyed by their paths, inodes, sizes and mtimes
+# (a file rewritten in place to the same size within one clock tick would go unseen; saving a
+# checkpoint writes new files, so new inodes).
+_FILES_HASH: dict[tuple, object] = {}
+
+
 def _fingerprints(path: Path, pooler: str, max_length: int, normalize: bool) -> tuple[str, str]:
     """(fingerprint with Normalize as declared, without it): the weights are read once."""
-    h = hashlib.sha256()
     names = set(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",))
     for index in path.glob("*.index.json"):  # sharded weights: the shards the index names
         names.update(_read_json(index).get("weight_map", {}).values())
-    for name in sorted(names):
-        file = path / name
-        if file.is_file():
+    files = [path / name for name in sorted(names) if (path / name).is_file()]
+    stats = [(str(f.resolve()), f.stat()) for f in files]
+    stamp = tuple((p, st.st_ino, st.st_size, st.st_mtime_ns) for p, st in stats)
+    if stamp not in _FILES_HASH:  # a layer sweep describes one checkpoint per layer
+        h = hashlib.sha256()
+        for file in files:
             h.update(file.name.encode())
             with open(file, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     h.update(chunk)
+        _FILES_HASH.clear()  # only the last checkpoint's: no growth over a long session
+        _FILES_HASH[stamp] = h
+    h = _FILES_HASH[stamp].copy()
     h.update(f"pooler={pooler};max_length={max_length}".encode())
     pooled = h.hexdigest()
     if normalize:  # only then, so the keys of checkpoints without Normalize stay as they were

@@ -6,8 +6,16 @@ Each pooler is one function in `POOLERS`, called as::
 
 with `mask` (B, T) 1 for real tokens, `hidden_states` the backbone's L+1 tensors (B, T, H)
 (``[0]`` is the embedding output, ``[1]`` the first layer's, ``[-1]`` the last layer's) and
-`pooler_output` (B, H) the backbone's dense+tanh over [CLS], or None when it has none. The five
-built-ins are SimCSE's `Pooler` (princeton-nlp/SimCSE, simcse/models.py and evaluation.py).
+`pooler_output` (B, H) the backbone's dense+tanh over [CLS], or None when it has none. The first
+five built-ins are SimCSE's `Pooler` (princeton-nlp/SimCSE, simcse/models.py and evaluation.py).
+
+A pooler that needs more is a `Pooler` subclass registered as a class: it is built from an
+argument (``layers:1,12``, ``ditto:0,9``, ``promptbert:TEMPLATE``; `PoolerRegistry`), checks it
+against the checkpoint's config.json before the weights load, may rewrite each sentence into a
+prompt before tokenizing (`prepare`), may ask for attention maps, and is called with a fourth
+argument, `PoolInputs` (token ids, attentions, tokenizer, a way to run the backbone again).
+`embeval.core.model.SentenceModel` and the encoder provide these; plain functions keep the
+three-argument call.
 
 Your own pooler runs without a fork as ``--pooler package.module:function``; its name goes into
 the results and, with a digest of its source, into the embedding cache key. A checkpoint saved

@@ -218,3 +218,23 @@ def test_training_with_a_prompt_pooler_is_refused(field):
 
     with pytest.raises(ValueError, match=f"{field}: prompt pooler promptbert is for scoring"):
         TrainConfig(**{field: "promptbert"}).validate()
+
+
+def test_embeval_score_runs_a_decoder_checkpoint_folder(gpt2_ckpt, shared_data, tmp_path):
+    """The GPT-2 folder through the CLI: its 64 positions cap max_length (n_positions in its
+    config.json), the prompt pooler is recorded."""
+    out = tmp_path / "r.json"
+    args = ["score", str(gpt2_ckpt), "--pooler", "prompteol", "--tasks", "stsb", "--split"]
+    args += ["dev", "--limit", "8", "--data", str(shared_data), "--no-cache", "--out", str(out)]
+    res = CliRunner().invoke(main, [*args, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["pooler"] == "prompteol" and meta["max_length"] == 64
+
+
+def test_a_prompt_over_max_length_is_an_error_not_a_cut_mask(bert):
+    backbone, tok = bert
+    model = SentenceModel(backbone, "promptbert", tok).eval()
+    enc = TransformerEncoder(model, tok, device="cpu", max_length=12)
+    with pytest.raises(ValueError, match=r"prompt of sentence 'a cat sat on the mat' has 17 tok"):
+        enc.encode(["a cat sat on the mat"])

@@ -238,3 +238,45 @@ def test_a_prompt_over_max_length_is_an_error_not_a_cut_mask(bert):
     enc = TransformerEncoder(model, tok, device="cpu", max_length=12)
     with pytest.raises(ValueError, match=r"prompt of sentence 'a cat sat on the mat' has 17 tok"):
         enc.encode(["a cat sat on the mat"])
+
+
+def test_promptbert_denoised_keeps_robertas_position_offset(bert):
+    """RoBERTa numbers positions from padding_idx + 1 (here 1 + 1 = 2): the empty template
+    must get the filled prompt's position ids, offset included. By hand: both position rows
+    written out, the model run with them explicitly."""
+    from transformers import RobertaConfig, RobertaModel
+
+    _, tok = bert  # a BERT vocabulary: id 1 ([unused0]) never occurs, so it can be RoBERTa's pad
+    config = RobertaConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    roberta = RobertaModel(config).eval()
+    got = encode(roberta, tok, "promptbert_denoised", texts=["dogs bark ."])
+    ids = tok('This sentence : "dogs bark ." means [MASK] .')["input_ids"]
+    empty = tok('This sentence : "" means [MASK] .')["input_ids"]
+    n = len(ids) - len(empty)
+    ones = torch.ones(1, len(empty), dtype=torch.long)
+    filled_pos = torch.tensor([[2 + p for p in range(len(ids))]])
+    h = last_hidden(roberta, ids, position_ids=filled_pos)[ids.index(tok.mask_token_id)]
+    np.testing.assert_allclose(
+        h, last_hidden(roberta, ids)[ids.index(tok.mask_token_id)], rtol=1e-5, atol=1e-5
+    )  # the offset is RoBERTa's own numbering
+    pos = torch.tensor([[2 + p if p < 5 else 2 + p + n for p in range(len(empty))]])
+    d = last_hidden(roberta, empty, position_ids=pos, attention_mask=ones)
+    np.testing.assert_allclose(got[0], h - d[empty.index(tok.mask_token_id)], rtol=1e-5, atol=1e-5)
+
+
+def test_int8_refuses_object_poolers(bert):
+    pytest.importorskip("onnxruntime")
+    backbone, tok = bert
+    model = SentenceModel(backbone, "promptbert", tok).eval()
+    enc = TransformerEncoder(model, tok, device="cpu", quantize="int8")
+    with pytest.raises(ValueError, match="pooler promptbert runs in float32 only"):
+        enc.encode(["a sentence"])

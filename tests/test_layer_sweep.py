@@ -8,7 +8,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+from test_prompt_poolers import gpt2_ckpt  # noqa: F401  (a tiny GPT-2 folder fixture)
 
 from embeval.cli import main
 from embeval.core.model import SentenceModel, random_tiny, save_checkpoint
@@ -80,9 +82,31 @@ def test_cli_sweep_files_equal_single_runs_and_share_their_cache(tiny_ckpt, shar
     [
         (["--layers", "3"], "layer(s) 3 out of range; this model has hidden states 0"),
         (["--layers", "1,x"], "expected all or comma-separated layer indices"),
-        (["--layers", "all", "--pooler", "cls"], "--layers pools each layer with the masked"),
+        (["--layers", "all", "--pooler", "cls"], "--layers sweeps the masked mean"),
+        (["--layers", "all", "--quantize", "int8"], "--layers runs in float32"),
     ],
 )
 def test_bad_layer_sweeps_are_refused(tiny_ckpt, extra, message):
     res = CliRunner().invoke(main, ["score", str(tiny_ckpt), "--no-cache", *extra])
     assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+
+
+def test_a_decoder_sweeps_the_last_token_of_each_layer(gpt2_ckpt):  # noqa: F811
+    """--pooler last_token sweeps last_token:K, each equal to its single run; layer 0 is the
+    last real token's embedding, by hand from transformers."""
+    from transformers import AutoModel
+
+    sweep = LayerSweep(str(gpt2_ckpt), "0,2", pooler="last_token", device="cpu", batch_size=2)
+    views = sweep.views()
+    for k, view in views.items():
+        single = TransformerEncoder.from_checkpoint(
+            str(gpt2_ckpt), pooler=f"last_token:{k}", device="cpu", batch_size=2
+        )
+        assert view.describe()["pooler"] == f"last_token:{k}"
+        assert np.array_equal(view.encode(TEXTS), single.encode(TEXTS)), k
+    tok = single.tokenizer
+    model = AutoModel.from_pretrained(str(gpt2_ckpt)).eval()
+    ids = tok(TEXTS[1], return_tensors="pt")
+    with torch.no_grad():
+        h0 = model(**ids, output_hidden_states=True).hidden_states[0][0, -1].numpy()
+    np.testing.assert_allclose(views[0].encode([TEXTS[1]])[0], h0, rtol=1e-6)

@@ -50,10 +50,13 @@ EXPECTED = {
     "layers:0,2": lambda hs, po: (mean_real(hs[0]) + mean_real(hs[2])) / 2,
     "layers:1": lambda hs, po: mean_real(hs[1]),
     "layers:-1,0,1": lambda hs, po: (mean_real(hs[2]) + mean_real(hs[0]) + mean_real(hs[1])) / 3,
+    # The last real token: position 1 of sentence 0 (one pad), position 2 of sentence 1.
+    "last_token": lambda hs, po: np.stack([hs[-1][0, 1], hs[-1][1, 2]]),
+    "last_token:0": lambda hs, po: np.stack([hs[0][0, 1], hs[0][1, 2]]),
 }
 # Poolers that read token ids, attention maps or a template: tested on tiny models in
 # tests/test_prompt_poolers.py.
-ELSEWHERE = {"promptbert", "promptbert_denoised", "last_token", "prompteol", "ditto"}
+ELSEWHERE = {"promptbert", "promptbert_denoised", "prompteol", "ditto"}
 
 
 def test_every_pooler_has_a_case():

@@ -113,7 +113,8 @@ def run_score(
 
 
 def run_layer_sweep(checkpoint, layers, tasks, split, protocol, limit, name, out, **enc):
-    """`score --layers`: one results file per layer, each as `--pooler layers:K` writes it
+    """`score --layers`: one results file per layer, each as `--pooler layers:K` (last_token:K)
+    writes it
     (NAME-layerK, or OUT's stem + -layerK.json), from one encode
     (`embeval.eval.scoring.layer_sweep`). Returns [(layer, RunResult, path)]."""
     from embeval.eval.scoring.layer_sweep import LayerSweep
@@ -121,19 +122,15 @@ def run_layer_sweep(checkpoint, layers, tasks, split, protocol, limit, name, out
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise click.UsageError("--layers runs in one process; launch it without torchrun")
-    if enc.get("pooler") not in (None, "avg") or enc.get("quantize"):
-        raise click.UsageError(
-            "--layers pools each layer with the masked mean (layers:K); drop --pooler/--quantize"
-        )
-    keep = ("batch_size", "device", "dtype")
-    sweep = LayerSweep(
-        checkpoint, layers, enc["max_length"], progress=True, **{k: enc[k] for k in keep}
-    )
+    if enc.get("quantize"):
+        raise click.UsageError("--layers runs in float32: drop --quantize")
+    keep = ("batch_size", "device", "dtype", "pooler")
+    sweep = LayerSweep(checkpoint, layers, enc["max_length"], **{k: enc[k] for k in keep})
     base = name or default_run_name(sweep.encoder.describe()["checkpoint"])
     done = []
     for k, view in sweep.views().items():
         path = Path(out).with_name(f"{Path(out).stem}-layer{k}.json") if out else None
-        kw = {**enc, "pooler": f"layers:{k}"}
+        kw = {**enc, "pooler": f"{sweep.name}:{k}"}
         run, saved = run_score(
             checkpoint,
             tasks,

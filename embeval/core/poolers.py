@@ -201,6 +201,16 @@ def avg_first_last_old(
     return masked_mean((hidden_states[0] + hidden_states[-1]) / 2, mask)  # (B, T, H) -> (B, H)
 
 
+def check_layers(label: str, layers: tuple[int, ...], count: int) -> None:
+    """Hidden-state indices must exist: 0..count-1, or -count..-1 from the end."""
+    bad = [k for k in layers if not -count <= k < count]
+    if bad:
+        raise ValueError(
+            f"pooler {label}: layer(s) {', '.join(map(str, bad))} out of range; this model has "
+            f"hidden states 0 (embeddings) to {count - 1}"
+        )
+
+
 @POOLERS.register("layers")
 class Layers(Pooler):
     """Mean over the given layers of each layer's mean over real tokens (layers:1,12).
@@ -227,13 +237,7 @@ class Layers(Pooler):
         return cls(layers)
 
     def _check(self, count: int) -> None:  # count: L + 1 hidden states
-        bad = [k for k in self.layers if not -count <= k < count]
-        if bad:
-            raise ValueError(
-                f"pooler layers:{','.join(map(str, self.layers))}: layer(s) "
-                f"{', '.join(map(str, bad))} out of range; this model has hidden states 0 "
-                f"(embeddings) to {count - 1}"
-            )
+        check_layers(f"layers:{','.join(map(str, self.layers))}", self.layers, count)
 
     def check_config(self, config: dict) -> None:
         if n_layers(config) is not None:
@@ -374,15 +378,33 @@ def last_real_token(states, mask):  # (B, T, H), (B, T) -> (B, H)
 
 
 @POOLERS.register("last_token")
-def last_token(
-    mask: Tensor, hidden_states: tuple[Tensor, ...], pooler_output: Tensor | None
-) -> Tensor:
-    """Last layer's state at the last real token, for decoder-only (causal) models.
+class LastToken(Pooler):
+    """Last real token's state of the last layer (last_token:K: of hidden state K), for decoders.
 
     A causal model's last token is the only one that has seen the whole sentence (GPT-style
     embeddings: Neelakantan et al., 2022; the last-token pooling of PromptEOL, Jiang et al.,
-    2023, kongds/scaling_sentemb). Left and right padding both read the last real token."""
-    return last_real_token(hidden_states[-1], mask)
+    2023, kongds/scaling_sentemb). Left and right padding both read the last real token. K as in
+    `layers` (0 = embedding output, negative from the end); default -1, the last layer."""
+
+    def __init__(self, layer: int = -1):
+        self.layer = layer
+
+    @classmethod
+    def from_arg(cls, arg: str | None) -> LastToken:
+        try:
+            return cls(int(arg) if arg else -1)
+        except ValueError:
+            raise UnknownUnit(
+                f"pooler last_token:{arg}: expected one layer index, e.g. last_token:6"
+            ) from None
+
+    def check_config(self, config: dict) -> None:
+        if n_layers(config) is not None:
+            check_layers(f"last_token:{self.layer}", (self.layer,), n_layers(config) + 1)
+
+    def __call__(self, mask, hidden_states, pooler_output, inputs=None):  # -> (B, H)
+        check_layers(f"last_token:{self.layer}", (self.layer,), len(hidden_states))
+        return last_real_token(hidden_states[self.layer], mask)
 
 
 @POOLERS.register("prompteol")

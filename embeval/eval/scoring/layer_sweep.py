@@ -1,10 +1,10 @@
 """Layer sweep: the STS table of every layer's pooled output from one encode.
 
 `embeval score --layers all|LIST` scores, for each hidden state K asked for (0 = the embedding
-output, L = the last layer), the masked mean of that layer: the pooler ``layers:K``
-(`embeval.core.poolers.Layers`). Other poolers are not applied per layer: a [CLS] state, a
-[MASK] state or a last token of an intermediate layer is not what those methods define, and
-WhiteningBERT's layer study, the reason for the sweep, pools with the mean.
+output, L = the last layer), the masked mean of that layer, the pooler ``layers:K``
+(`embeval.core.poolers.Layers`), or with ``--pooler last_token`` (decoders) that layer's last
+real token, ``last_token:K``. Other poolers are not applied per layer: a [CLS] state or a
+prompt's [MASK] state of an intermediate layer is not what those methods define.
 
 One forward pass per sentence serves every layer: `LayerStack` pools each asked layer of the
 same hidden states and concatenates them (B, K*H); `LayerSweep` keeps those vectors for the
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from embeval.core.checkpoint import CheckpointError, checkpoint_info
-from embeval.core.poolers import Layers, Pooler, n_layers
+from embeval.core.poolers import POOLERS, Pooler, n_layers
 from embeval.eval.encoders.transformer import TransformerEncoder
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,15 @@ def parse_layers(spec: str, count: int) -> list[int]:
     return sorted(set(layers))
 
 
-class LayerStack(Pooler):
-    """Each asked layer's `layers:K` vector, side by side: (B, len(layers) * H)."""
+# --pooler -> the pooler each layer K is scored with, as NAME:K.
+SWEPT = {None: "layers", "avg": "layers", "last_token": "last_token"}
 
-    def __init__(self, layers: Sequence[int]):
-        self.poolers = [Layers((k,)) for k in layers]
+
+class LayerStack(Pooler):
+    """Each asked layer's `NAME:K` vector, side by side: (B, len(layers) * H)."""
+
+    def __init__(self, layers: Sequence[int], name: str = "layers"):
+        self.poolers = [POOLERS.get(f"{name}:{k}") for k in layers]
 
     def __call__(self, mask, hidden_states, pooler_output, inputs=None):
         import torch
@@ -68,7 +72,13 @@ class LayerStack(Pooler):
 class LayerSweep:
     """One encoder for all layers of a checkpoint; `views()` gives one encoder per layer."""
 
-    def __init__(self, checkpoint, layers: str, max_length: int | None = None, **kw):
+    def __init__(self, checkpoint, layers: str, max_length: int | None = None, pooler=None, **kw):
+        if pooler not in SWEPT:
+            raise ValueError(
+                f"--layers sweeps the masked mean (no --pooler, or avg) or last_token; "
+                f"not --pooler {pooler}"
+            )
+        self.name = SWEPT[pooler]
         base = checkpoint_info(checkpoint, pooler="avg", max_length=max_length)
         config = json.loads((Path(base.path) / "config.json").read_text(encoding="utf-8"))
         if n_layers(config) is None:
@@ -89,7 +99,7 @@ class LayerSweep:
             enc = self.encoder
             model = enc._ensure_loaded()
             if not isinstance(model._pool, LayerStack):
-                model._pool = LayerStack(self.layers)
+                model._pool = LayerStack(self.layers, self.name)
             start = sum(len(b) for b in self.blocks)
             self.blocks.append(enc.encode(missing))
             self.row.update({s: start + j for j, s in enumerate(missing)})
@@ -103,12 +113,11 @@ class LayerSweep:
 
 
 class LayerView(TransformerEncoder):
-    """Layer K of a `LayerSweep`, described as ``--pooler layers:K``."""
+    """Layer K of a `LayerSweep`, described as ``--pooler layers:K`` (or last_token:K)."""
 
     def __init__(self, sweep: LayerSweep, index: int, layer: int):
-        info = checkpoint_info(
-            sweep.checkpoint, pooler=f"layers:{layer}", max_length=sweep.max_length
-        )
+        pooler = f"{sweep.name}:{layer}"
+        info = checkpoint_info(sweep.checkpoint, pooler=pooler, max_length=sweep.max_length)
         super().__init__(None, None, info, max_length=sweep.max_length, **sweep.kw)
         self.sweep, self.index, self.layer = sweep, index, layer
 

@@ -84,3 +84,14 @@ def test_dtype_is_part_of_the_encoder_fingerprint(ckpt, tmp_path, monkeypatch):
         for d in keys
     }
     assert len(dirs) == 3
+
+
+def test_fingerprint_sees_a_same_size_rewrite(ckpt):
+    """The file hashes are remembered per checkpoint (a layer sweep describes it once per layer);
+    a rewrite of the weights to the same size, as a new file, is still seen."""
+    before = fingerprint(ckpt, "cls", 128)
+    weights = ckpt / "model.safetensors"
+    text = weights.read_text()
+    weights.unlink()
+    weights.write_text(text.replace("model", "MODEL"))
+    assert fingerprint(ckpt, "cls", 128) != before

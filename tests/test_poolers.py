@@ -45,14 +45,25 @@ EXPECTED = {
     "avg": lambda hs, po: mean_real(hs[-1]),
     "avg_first_last": lambda hs, po: mean_real((hs[1] + hs[-1]) / 2),  # [1]: first layer
     "avg_top2": lambda hs, po: mean_real((hs[-2] + hs[-1]) / 2),
+    "avg_first_last_old": lambda hs, po: mean_real((hs[0] + hs[-1]) / 2),  # [0]: embeddings
+    # WhiteningBERT's layer sets: the mean of each layer's token mean.
+    "layers:0,2": lambda hs, po: (mean_real(hs[0]) + mean_real(hs[2])) / 2,
+    "layers:1": lambda hs, po: mean_real(hs[1]),
+    "layers:-1,0,1": lambda hs, po: (mean_real(hs[2]) + mean_real(hs[0]) + mean_real(hs[1])) / 3,
+    # The last real token: position 1 of sentence 0 (one pad), position 2 of sentence 1.
+    "last_token": lambda hs, po: np.stack([hs[-1][0, 1], hs[-1][1, 2]]),
+    "last_token:0": lambda hs, po: np.stack([hs[0][0, 1], hs[0][1, 2]]),
 }
+# Poolers that read token ids, attention maps or a template: tested on tiny models in
+# tests/test_prompt_poolers.py.
+ELSEWHERE = {"promptbert", "promptbert_denoised", "prompteol", "ditto"}
 
 
 def test_every_pooler_has_a_case():
-    assert POOLERS.names() == list(EXPECTED)
+    assert set(POOLERS.names()) == {n.split(":")[0] for n in EXPECTED} | ELSEWHERE
 
 
-@pytest.mark.parametrize("name", POOLERS.names())
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_pooler_on_a_hand_made_case(name):
     hs = tuple(torch.from_numpy(s) for s in STATES)
     got = POOLERS.get(name)(torch.from_numpy(MASK).long(), hs, torch.from_numpy(POOLER_OUTPUT))
@@ -85,8 +96,8 @@ def test_unknown_pooler_gets_a_suggestion(tmp_path):
 def test_help_lists_each_pooler_with_its_first_docstring_line():
     res = CliRunner().invoke(main, ["score", "--help"], terminal_width=1000)
     text = " ".join(res.output.split())
-    for name in POOLERS.names():
-        first = POOLERS.get(name).__doc__.split("\n\n")[0].split(". ")[0].rstrip(".")
+    for name, unit in POOLERS.items():
+        first = unit.__doc__.split("\n\n")[0].split(". ")[0].rstrip(".")
         assert f"{name}: {' '.join(first.split())}" in text, name
     assert "package.module:function" in text
     train = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
@@ -203,3 +214,58 @@ def test_a_checkpoint_saved_with_a_user_pooler_records_it_for_embeval_only(
     st = json.loads((out / "1_Pooling" / "config.json").read_text())
     assert st["pooling_mode_mean_tokens"] is True
     assert checkpoint_info(out).pooler == "my_poolers:max_last"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("layers", "expected distinct comma-separated layer indices"),
+        ("layers:1,x", "expected distinct comma-separated layer indices"),
+        ("layers:1,1", "expected distinct comma-separated layer indices"),
+        ("avg:1", "pooler 'avg' takes no argument"),
+    ],
+)
+def test_bad_layer_sets_are_refused_by_name(spec, message):
+    with pytest.raises(UnknownUnit, match=message):
+        POOLERS.get(spec)
+    res = CliRunner().invoke(main, ["score", "--pooler", spec, "--no-cache"])
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_a_layer_out_of_range_is_an_error_before_loading(tiny_ckpt):
+    """random_tiny has 2 layers: hidden states 0..2. Layer 3 fails from config.json alone, and
+    on the states themselves when a pooler is called directly."""
+    with pytest.raises(CheckpointError, match=r"layer\(s\) 3 out of range.* 0 \(embeddings\) to 2"):
+        checkpoint_info(tiny_ckpt, pooler="layers:1,3")
+    with pytest.raises(CheckpointError, match=r"layer\(s\) -4 out of range"):
+        checkpoint_info(tiny_ckpt, pooler="layers:-4")
+    hs = tuple(torch.from_numpy(s) for s in STATES)
+    with pytest.raises(ValueError, match=r"layer\(s\) 3 out of range"):
+        POOLERS.get("layers:3")(torch.from_numpy(MASK), hs, None)
+
+
+def test_layer_set_names_are_canonical_and_keyed(tiny_ckpt):
+    """`LAYERS:1, 2` is recorded as layers:1,2; two layer sets never share a cache key."""
+    assert POOLERS.canonical(" LAYERS:1,2 ") == "layers:1,2"
+    one, two = (checkpoint_info(tiny_ckpt, pooler=p) for p in ("layers:1", "layers:2"))
+    assert one.pooler == "layers:1" and one.pooled_fingerprint != two.pooled_fingerprint
+
+
+def test_layers_pooler_on_a_tiny_model_equals_numpy(tiny_ckpt):
+    """layers:0,2 through load_model and the encoder equals the mean of the two layers' token
+    means computed from transformers' hidden states, one sentence at a time (no padding)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from embeval.eval.encoders.transformer import TransformerEncoder
+
+    texts = ["a cat sat on the mat .", "dogs bark", "the weather is nice today , is it not ?"]
+    enc = TransformerEncoder.from_checkpoint(str(tiny_ckpt), pooler="layers:0,2", device="cpu")
+    got = enc.encode(texts)
+    tok = AutoTokenizer.from_pretrained(str(tiny_ckpt))
+    model = AutoModel.from_pretrained(str(tiny_ckpt))
+    want = []
+    for t in texts:
+        with torch.no_grad():
+            hs = model(**tok(t, return_tensors="pt"), output_hidden_states=True).hidden_states
+        want.append((hs[0][0].numpy().mean(0) + hs[2][0].numpy().mean(0)) / 2)
+    np.testing.assert_allclose(got, np.array(want), rtol=1e-5, atol=1e-6)

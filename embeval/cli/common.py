@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -134,9 +135,41 @@ def encoder_options(f):
             "data, else ../shared/data beside the project.",
         ),
     ]
+    opts.insert(
+        1,
+        click.option(
+            "--template",
+            metavar="TEXT",
+            help="Prompt for a template pooler (promptbert, promptbert_denoised, prompteol): "
+            "[X] marks the sentence, [MASK] the mask token. Same as --pooler NAME:TEXT.",
+        ),
+    )
+
+    @functools.wraps(f)
+    def with_template(*args, template=None, **kw):
+        if template is not None:
+            kw["pooler"] = template_pooler(kw.get("pooler"), template)
+        return f(*args, **kw)
+
     for opt in reversed(opts):
-        f = opt(f)
-    return f
+        with_template = opt(with_template)
+    return with_template
+
+
+def template_pooler(pooler: str | None, template: str) -> str:
+    """--pooler NAME --template TEXT as the one pooler name NAME:TEXT, checked now."""
+    unit = POOLERS.get(pooler) if pooler else None
+    if not getattr(unit, "template", None):
+        raise click.UsageError(
+            f"--template is for a template pooler (--pooler promptbert, promptbert_denoised or "
+            f"prompteol); got --pooler {pooler}"
+        )
+    name = f"{pooler.split(':')[0]}:{template}"
+    try:
+        POOLERS.get(name)
+    except UnknownUnit as exc:
+        raise click.BadParameter(str(exc), param_hint="--template") from None
+    return POOLERS.canonical(name)
 
 
 def overwrite_option(f):

@@ -13,7 +13,7 @@ from embeval.cli.common import (
     fail,
     overwrite_option,
 )
-from embeval.cli.scoring import run_score
+from embeval.cli.scoring import run_layer_sweep, run_score
 from embeval.eval.data.sts import PROTOCOLS, SPLITS
 
 
@@ -81,11 +81,30 @@ def check_dims(ctx, param, value):
     help="Dimension sweep, e.g. 32,64,128,256: one encode, scored truncated to each size; one "
     "results file per size (NAME-dimsD-SPLIT.json, or OUT-dimsD.json).",
 )
+@click.option(
+    "--layers",
+    metavar="all|LIST",
+    help="Layer sweep: score the masked mean of each of these hidden states (0 = embeddings; "
+    "all = 0 to the last), each as --pooler layers:K, from one encode. One results file per "
+    "layer: NAME-layersK-SPLIT.json (or OUT's stem + -layersK.json).",
+)
 @encoder_options
-def score(checkpoint, tasks, split, protocol, limit, name, out, **enc):
+def score(checkpoint, tasks, split, protocol, limit, name, out, layers, **enc):
     """Score CHECKPOINT (default: packaged all-MiniLM-L6-v2) on STS, transfer and ranking tasks."""
     if enc.get("dims") and enc.get("truncate"):
         fail(ValueError("--truncate and --dims exclude each other (a sweep truncates each point)"))
+    if layers is not None and (enc.get("dims") or enc.get("truncate")):
+        fail(ValueError("--layers sweeps full-width vectors: drop --dims/--truncate"))
+    if layers is not None:
+        try:
+            done = run_layer_sweep(
+                checkpoint, layers, tasks, split, protocol, limit, name, out, **enc
+            )
+        except USER_ERRORS as exc:
+            fail(exc)
+        click.echo(format_sweep([run for _, run, _ in done]))
+        click.echo("\nresults: " + ", ".join(str(path) for _, _, path in done))
+        return
     try:
         run, path = run_score(checkpoint, tasks, split, protocol, limit, name, out, **enc)
     except USER_ERRORS as exc:
@@ -106,7 +125,8 @@ def format_sweep(runs) -> str:
     sts = [t for t in tasks if any("spearman" in r.tasks.get(t, {}) for r in runs)]
     rank = [t for t in tasks if any("mrr" in r.tasks.get(t, {}) for r in runs)]
     clf = [t for t in tasks if any("accuracy" in r.tasks.get(t, {}) for r in runs)]
-    head = ["dims", *sts] + (["Avg"] if any(r.avg is not None for r in runs) else [])
+    head = [runs[0].meta["sweep"]["axis"], *sts]
+    head += ["Avg"] if any(r.avg is not None for r in runs) else []
     head += [f"{t} MRR" for t in rank] + clf
     rows = [tuple(head)]
     for r in runs:

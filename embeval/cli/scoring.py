@@ -39,6 +39,8 @@ def run_score(
     jobs=-1,
     truncate=None,
     dims=None,
+    base_encoder=None,
+    sweep_point=None,
 ):
     """Score and save; returns (RunResult, path). Shared by `score` and `check`.
 
@@ -69,6 +71,7 @@ def run_score(
         quantize=quantize,
         sharded=launched,
         postprocess=postprocess,
+        base=base_encoder,
     )
     if truncate or dims:  # Matryoshka: refuse a size above the model's before encoding
         from embeval.eval.scoring import sweeps
@@ -110,6 +113,10 @@ def run_score(
     )
     if run is None:  # another rank of a sharded run: rank 0 saves and prints
         return None, None
+    if sweep_point:  # (axis, value, base): the shared sweep layout of embeval.eval.scoring.sweeps
+        from embeval.eval.scoring.sweeps import mark_point
+
+        mark_point(run, *sweep_point)
     differences = None if overwrite else differing_run(path, run_settings(run.meta, run.tasks))
     if differences:  # appeared while scoring: keep both
         sibling = free_sibling(path)
@@ -160,6 +167,42 @@ def run_dims_sweep(encoder, dims, names, split, protocol, limit, name, out, data
     if runs is None:
         return None, None
     return runs, [save_run(run, paths[d]) for d, run in zip(dims, runs, strict=True)]
+
+
+def run_layer_sweep(checkpoint, layers, tasks, split, protocol, limit, name, out, **enc):
+    """`score --layers`: one results file per layer, each as `--pooler layers:K` (last_token:K)
+    writes it (NAME-layersK, or OUT's stem + -layersK.json; marked `meta.sweep` as a point of
+    a "layers" sweep, so the report draws it), from one encode
+    (`embeval.eval.scoring.layer_sweep`). Returns [(layer, RunResult, path)]."""
+    from embeval.eval.scoring.layer_sweep import LayerSweep
+    from embeval.eval.scoring.score import default_run_name
+    from embeval.eval.scoring.sweeps import point_name
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError("--layers runs in one process; launch it without torchrun")
+    if enc.get("quantize"):
+        raise click.UsageError("--layers runs in float32: drop --quantize")
+    keep = ("batch_size", "device", "dtype", "pooler")
+    sweep = LayerSweep(checkpoint, layers, enc["max_length"], **{k: enc[k] for k in keep})
+    base = name or default_run_name(sweep.encoder.describe()["checkpoint"])
+    done = []
+    for k, view in sweep.views().items():
+        path = Path(out).with_name(f"{Path(out).stem}-layers{k}.json") if out else None
+        kw = {**enc, "pooler": f"{sweep.name}:{k}"}
+        run, saved = run_score(
+            checkpoint,
+            tasks,
+            split,
+            protocol,
+            limit,
+            point_name(base, "layers", k),
+            path,
+            base_encoder=view,
+            sweep_point=("layers", k, base),
+            **kw,
+        )
+        done.append((k, run, saved))
+    return done
 
 
 def sharded_device(device: str | None) -> str | None:

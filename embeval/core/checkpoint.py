@@ -191,19 +191,30 @@ def fingerprint(path: Path, pooler: str, max_length: int, normalize: bool = Fals
     return _fingerprints(path, pooler, max_length, normalize)[0]
 
 
+# The sha256 state after a checkpoint's files, keyed by their paths, inodes, sizes and mtimes
+# (a file rewritten in place to the same size within one clock tick would go unseen; saving a
+# checkpoint writes new files, so new inodes).
+_FILES_HASH: dict[tuple, object] = {}
+
+
 def _fingerprints(path: Path, pooler: str, max_length: int, normalize: bool) -> tuple[str, str]:
     """(fingerprint with Normalize as declared, without it): the weights are read once."""
-    h = hashlib.sha256()
     names = set(WEIGHT_FILES + TOKENIZER_FILES + ("config.json",))
     for index in path.glob("*.index.json"):  # sharded weights: the shards the index names
         names.update(_read_json(index).get("weight_map", {}).values())
-    for name in sorted(names):
-        file = path / name
-        if file.is_file():
+    files = [path / name for name in sorted(names) if (path / name).is_file()]
+    stats = [(str(f.resolve()), f.stat()) for f in files]
+    stamp = tuple((p, st.st_ino, st.st_size, st.st_mtime_ns) for p, st in stats)
+    if stamp not in _FILES_HASH:  # a layer sweep describes one checkpoint per layer
+        h = hashlib.sha256()
+        for file in files:
             h.update(file.name.encode())
             with open(file, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     h.update(chunk)
+        _FILES_HASH.clear()  # only the last checkpoint's: no growth over a long session
+        _FILES_HASH[stamp] = h
+    h = _FILES_HASH[stamp].copy()
     h.update(f"pooler={pooler};max_length={max_length}".encode())
     pooled = h.hexdigest()
     if normalize:  # only then, so the keys of checkpoints without Normalize stay as they were
@@ -218,7 +229,7 @@ _OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "bart"
 
 def position_limit(config: dict) -> int:
     """The most tokens a sentence may have for the model's position embeddings."""
-    limit = int(config.get("max_position_embeddings", 512))
+    limit = int(config.get("max_position_embeddings", config.get("n_positions", 512)))
     if config.get("model_type") in _OFFSET_POSITIONS:
         limit -= int(config.get("pad_token_id", 1)) + 1
     return limit
@@ -245,7 +256,14 @@ def checkpoint_info(
     except UnknownUnit as exc:
         raise CheckpointError(str(exc)) from exc
     pooler = POOLERS.canonical(pooler)
-    limit = position_limit(_read_json(path / "config.json"))
+    config = _read_json(path / "config.json")
+    unit = POOLERS.get(pooler)
+    if hasattr(unit, "check_config"):  # a Pooler object: its layer, head, ... fit this model
+        try:
+            unit.check_config(config)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+    limit = position_limit(config)
     if max_length and max_length > limit:  # it would crash mid-run at the first long sentence
         raise CheckpointError(
             f"--max-length {max_length} exceeds the {limit} token positions of checkpoint "

@@ -31,7 +31,7 @@ from embeval.core.checkpoint import (  # noqa: F401  (re-exported: the public mo
     write_json,
 )
 from embeval.core.fileio import open_mode_tree, replace_dir, temp_dir_beside
-from embeval.core.poolers import POOLERS
+from embeval.core.poolers import POOLERS, Pooler, PoolInputs
 from embeval.registry import UnknownUnit
 
 log = logging.getLogger(__name__)
@@ -49,22 +49,55 @@ def _pooler(name: str):
 class SentenceModel(nn.Module):
     """A transformer backbone plus a pooler: token ids in, one vector per sentence out."""
 
-    def __init__(self, backbone: nn.Module, pooler: str):
+    def __init__(self, backbone: nn.Module, pooler: str, tokenizer=None):
         super().__init__()
         self._pool = _pooler(pooler)  # unknown names fail here, before any forward pass
         self.backbone = backbone
         self.pooler = POOLERS.canonical(pooler)
+        self.tokenizer = tokenizer  # for poolers that read special tokens (PromptBERT's [MASK])
+        if isinstance(self._pool, Pooler):
+            self._pool.check_config(backbone.config.to_dict())
+            if self._pool.needs_attentions:
+                use_eager_attention(backbone)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, pooler=None):  # -> (B, H)
-        out = self.backbone(
+    def run_backbone(self, input_ids, attention_mask, token_type_ids=None, position_ids=None, **kw):
+        """The backbone with all hidden states. Left-padded rows (decoder tokenizers) get
+        position ids counted from their first real token, so padding never moves a vector;
+        right-padded ones keep the model's own (RoBERTa's offset ones included)."""
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        if position_ids is None and bool((attention_mask[:, 0] == 0).any()):
+            position_ids = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        if position_ids is not None:
+            extra["position_ids"] = position_ids
+        return self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
             output_hidden_states=True,
             return_dict=True,
+            **extra,
+            **kw,
         )
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, pooler=None):  # -> (B, H)
         fn = self._pool if pooler is None else _pooler(pooler)
-        return fn(attention_mask, out.hidden_states, getattr(out, "pooler_output", None))
+        attend = isinstance(fn, Pooler) and fn.needs_attentions
+        if attend:
+            use_eager_attention(self.backbone)
+        kw = {"output_attentions": True} if attend else {}
+        out = self.run_backbone(input_ids, attention_mask, token_type_ids, **kw)
+        hidden, pooled = out.hidden_states, getattr(out, "pooler_output", None)
+        if isinstance(fn, Pooler):
+            attentions = out.attentions if attend else None
+            config = self.backbone.config
+            inputs = PoolInputs(input_ids, attentions, self.tokenizer, self.run_backbone, config)
+            return fn(attention_mask, hidden, pooled, inputs)
+        return fn(attention_mask, hidden, pooled)
+
+
+def use_eager_attention(backbone: nn.Module) -> None:
+    """Attention maps come out of the eager kernel only (SDPA and flash never form them)."""
+    if getattr(backbone.config, "_attn_implementation", "eager") != "eager":
+        backbone.set_attn_implementation("eager")
 
 
 @contextlib.contextmanager
@@ -113,9 +146,25 @@ def load_model(
     # transformers >= 5 keeps the dtype the weights were saved in (dtype="auto"); hub checkpoints
     # stored in float16/bfloat16 would then run in half precision on the CPU. Compute in float32
     # (exact for those dtypes); half precision on CUDA is the encoder's autocast, by request.
-    model = SentenceModel(backbone.float(), info.pooler).eval()
+    set_pad_token(tokenizer, info.path)
+    model = SentenceModel(backbone.float(), info.pooler, tokenizer).eval()
     log.info("loaded %s (pooler=%s, max_length=%d)", info.path, info.pooler, info.max_length)
     return model, tokenizer, info
+
+
+def set_pad_token(tokenizer, where: str) -> None:
+    """Decoder tokenizers (GPT-2, OPT's have one; Llama's, Qwen's may not) without a pad token
+    pad with their end-of-sequence token: padding is masked out of attention and pooling, so
+    which id fills it does not matter. Logged; without an EOS token either, an error."""
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is None:
+        raise CheckpointError(
+            f"checkpoint {where}: its tokenizer has neither a pad nor an end-of-sequence token; "
+            "set pad_token in its tokenizer_config.json"
+        )
+    log.info("%s: no pad token; padding with the EOS token %r", where, tokenizer.eos_token)
+    tokenizer.pad_token = tokenizer.eos_token
 
 
 def random_tiny(seed: int = 0, hidden: int = 128, layers: int = 2, heads: int = 2):

@@ -80,9 +80,11 @@ class TrainConfig:
             )
         for name in ("pooler", "eval_pooler"):
             try:  # a registered name or user code; unknown names get a "did you mean"
-                POOLERS.get(getattr(self, name))
+                unit = POOLERS.get(getattr(self, name))
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from exc
+            if getattr(unit, "template", None):  # the trainer tokenizes the bare sentences
+                raise ValueError(f"{name}: prompt pooler {getattr(self, name)} is for scoring only")
         for name in ("batch_size", "max_length", "eval_steps", "log_steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

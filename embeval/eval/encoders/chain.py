@@ -41,6 +41,7 @@ def build_encoder(
     no_cache: bool = False,
     sharded: bool = False,
     postprocess: Sequence[str] = (),
+    base: TransformerEncoder | None = None,
 ) -> Encoder:
     """The encoder chain of the module docstring.
 
@@ -48,7 +49,8 @@ def build_encoder(
     or from a loaded `model` (a SentenceModel) and its `tokenizer`: with the `info` it was loaded
     with (one model shared by several encoders), or without (the trainer's, never cached: its
     weights change as it trains). Normalize is applied when the checkpoint declares it, unless
-    `normalize` says otherwise (without `info`: only when it says so)."""
+    `normalize` says otherwise (without `info`: only when it says so). `base` replaces step 1
+    with an encoder already made (a layer of `embeval.eval.scoring.layer_sweep`)."""
     from embeval.eval.encoders.cache import CachedEncoder, default_cache_dir
 
     kw = dict(batch_size=batch_size, device=device, dtype=dtype, progress=progress)
@@ -56,8 +58,10 @@ def build_encoder(
     # int8 models are exported once per checkpoint into the cache folder (--no-cache: a temp one)
     onnx_dir = None if no_cache or not quantize else default_cache_dir(cache_dir)
     kw.update(max_length=max_length, quantize=quantize, onnx_dir=onnx_dir)
-    if model is None:
-        enc: Encoder = TransformerEncoder.from_checkpoint(checkpoint, pooler=pooler, **kw)
+    if base is not None:
+        enc: Encoder = base
+    elif model is None:
+        enc = TransformerEncoder.from_checkpoint(checkpoint, pooler=pooler, **kw)
     else:
         enc = TransformerEncoder(model, tokenizer, info, **kw)
     if normalize is None:

@@ -206,6 +206,10 @@ class TransformerEncoder:
 
             self.model, self.tokenizer, _ = load_model(info=self.info)
         if self.quantize and self._int8 is None:
+            from embeval.core.poolers import Pooler
+
+            if isinstance(self.model._pool, Pooler):  # the ONNX graph is the plain forward
+                raise ValueError(f"--quantize: pooler {self.model.pooler} runs in float32 only")
             from embeval.eval.encoders.int8 import load_int8
 
             fp = self.info.fingerprint if self.info else None
@@ -245,6 +249,25 @@ class TransformerEncoder:
         emb = self._encode_unique(unique)
         return emb[[where[s] for s in sentences]]
 
+    def _tokenize(self, model: SentenceModel, sentences: list[str]):
+        """Token ids of each sentence, or of its prompt when the pooler wraps it in a template
+        (PromptBERT, PromptEOL). A prompt is never truncated: that would cut its [MASK] or its
+        final word; one longer than max_length is an error naming the sentence."""
+        from embeval.core.poolers import Pooler
+
+        pool = getattr(model, "_pool", None)
+        if not isinstance(pool, Pooler):
+            return self.tokenizer(sentences, truncation=True, max_length=self.max_length)
+        texts = pool.prepare(sentences, self.tokenizer)
+        ids = self.tokenizer(texts, truncation=not pool.no_truncation, max_length=self.max_length)
+        for i, row in enumerate(ids["input_ids"]):
+            if len(row) > self.max_length:
+                raise ValueError(
+                    f"pooler {model.pooler}: the prompt of sentence {sentences[i][:60]!r} has "
+                    f"{len(row)} tokens, over max_length {self.max_length}; raise --max-length"
+                )
+        return ids
+
     def _encode_unique(self, sentences: list[str]) -> np.ndarray:
         if not sentences:
             return np.zeros((0, 0), np.float32)
@@ -252,7 +275,7 @@ class TransformerEncoder:
         from tqdm.auto import tqdm
 
         model = self._ensure_loaded()
-        ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)
+        ids = self._tokenize(model, sentences)
         # Texts that tokenize alike (case or spacing under an uncased model) share one vector,
         # so they are identical, whichever batch they would have fallen in.
         first: dict[tuple, int] = {}

@@ -179,12 +179,29 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     "dropout for one sentence per line, pairs for a CSV.",
 )
 @click.option(
+    "--view-arg",
+    "view_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="A setting of the --view builder (repeatable), e.g. dup_rate=0.32 for esimcse; "
+    "checked and typed against its signature as --loss-arg is.",
+)
+@click.option(
     "--negatives",
     cls=UnitOption,
     registry="embeval.core.negatives:NEGATIVES",
     multiple=True,
-    help="An extra-negative provider adding columns to the similarity matrix (repeatable). "
-    "ESimCSE's queue or a teacher would be one.",
+    help="An extra-negative provider adding columns to the similarity matrix (repeatable).",
+)
+@click.option(
+    "--negatives-arg",
+    "negatives_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="A setting of the --negatives providers (repeatable; each takes the keys it names), "
+    "e.g. queue_size=160 for momentum-queue. train_config.json records every provider's.",
 )
 @click.option(
     "--steps",

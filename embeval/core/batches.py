@@ -14,11 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from embeval.core import distributed as dist
+from embeval.core.augment import embedding_layer_hooks, repeat_tokens
 from embeval.core.losses import Loss, bind_loss_arguments, get_loss, in_batch_only
-from embeval.core.negatives import Batch, make_providers
-from embeval.core.train_config import TrainConfig
+from embeval.core.negatives import (
+    Batch,
+    load_provider_states,
+    make_providers,
+    provider_states,
+)
+from embeval.core.train_config import TrainConfig, _flat
 from embeval.core.train_data import TrainData, epoch_order
-from embeval.core.views import VIEWS, extra_views, view_name
+from embeval.core.views import VIEWS, extra_views, view_arguments, view_name
 
 
 def contrastive_loss(
@@ -53,21 +59,28 @@ def negatives_per_anchor(global_batch: int, extra_columns: int, in_batch_only: b
     return global_batch - 1 + (0 if in_batch_only else extra_columns * global_batch)
 
 
-def _row_shape(data: TrainData, loss: str, view: str | None) -> tuple[int, bool]:
+def _row_shape(
+    data: TrainData, loss: str, view: str | None, view_args: dict | None = None
+) -> tuple[int, bool]:
     """(extra view columns per anchor, whether the loss reads only the in-batch columns)."""
     try:
-        extra = extra_views(view_name(view, data.columns), data.examples[0])
+        extra = extra_views(view_name(view, data.columns), data.examples[0], view_args)
     except ValueError as exc:  # e.g. view 'pairs' on one sentence per line
         raise ValueError(f"{data.path}: {exc}") from exc
     return extra, in_batch_only(get_loss(loss))
 
 
 def check_batch_size(
-    batch_size: int, world: int, data: TrainData, loss: str, view: str | None = None
+    batch_size: int,
+    world: int,
+    data: TrainData,
+    loss: str,
+    view: str | None = None,
+    view_args: dict | None = None,
 ) -> None:
     """Refuse a batch that leaves no negative for the loss, or that the file cannot fill."""
     n = len(data.examples)
-    extra, only_in_batch = _row_shape(data, loss, view)
+    extra, only_in_batch = _row_shape(data, loss, view, view_args)
     least = 1 if negatives_per_anchor(world, extra, only_in_batch) else 2  # per process
     if batch_size < least:
         why = (
@@ -129,8 +142,12 @@ class Batches:
         self.device, self.world, self.amp = device, world, amp
         self.forward, self.model = forward, model
         self.view = VIEWS.get(config.view)
+        self.view_args = view_arguments(config.view, config.view_args)
         self.loss_fn = get_loss(config.loss)
-        self.providers = make_providers(config.negatives)
+        self.providers = make_providers(config.negatives, _flat(config.negatives_args))
+        for provider in self.providers:  # settings the data cannot serve fail before any step
+            if hasattr(provider, "check"):
+                provider.check(len(data.examples), config.batch_size * world)
         self.steps_per_epoch = steps_per_epoch(
             config.batch_size * world, world, data, config.loss, config.view
         )
@@ -163,20 +180,36 @@ class Batches:
     def loss(self, examples: list[tuple[str, ...]], step: int) -> tuple[torch.Tensor, int]:
         """The loss of `examples` (drawn at `step`) and how many of their texts were cut."""
         b = len(examples)
-        views = self.view(examples)
+        views = self.view(examples, **self.view_args)
         inputs, cut = self.tokenize([t for col in views.texts for t in col])
         if views.order != tuple(range(len(views.texts))):  # a shared column: tokenized once
             rows = torch.cat([torch.arange(b) + c * b for c in views.order]).to(self.device)
             inputs = {k: v[rows] for k, v in inputs.items()}  # (V b, T)
+        if views.augment:  # noise below the text (embeval.core.augment)
+            inputs = repeat_tokens(inputs, views.augment, b, self.tokenizer.pad_token_id or 0)
+        hooks = embedding_layer_hooks(
+            self.model.backbone, views.augment, b, inputs["attention_mask"]
+        )
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            emb = self.forward(**inputs)  # (V b, H)
-        emb = emb.view(len(views.order), b, -1)  # (V, b, H)
-        extra = None
-        if self.providers:
-            batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
-            extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
-            self._last = batch
+            with hooks:
+                emb = self.forward(**inputs)  # (V b, H)
+            emb = emb.view(len(views.order), b, -1)  # (V, b, H)
+            extra = None
+            if self.providers:  # their own forward passes (a momentum encoder) autocast too
+                new_epoch = step % self.steps_per_epoch == 0
+                batch = Batch(
+                    step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0], new_epoch
+                )
+                extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
+                self._last = batch
         return contrastive_loss(emb, self.config, extra, self.loss_fn), cut
+
+    def provider_states(self) -> list:
+        """The providers' states, for `last/`."""
+        return provider_states(self.providers)
+
+    def load_provider_states(self, states: list | None, where: str) -> None:
+        load_provider_states(self.providers, states, where)
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

@@ -151,9 +151,10 @@ def get_loss(name: str) -> Loss:
     return LOSSES.get(name)
 
 
-def loss_parameters(fn: Loss) -> dict[str, inspect.Parameter]:
-    """The loss's hyper-parameters: its parameters after (sim, temperature), by name."""
-    params = list(inspect.signature(fn).parameters.values())[2:]
+def loss_parameters(fn: Loss, skip: int = 2) -> dict[str, inspect.Parameter]:
+    """The loss's hyper-parameters: its parameters after (sim, temperature), by name. Other
+    units skip their own leading parameters (a view builder its examples, a provider none)."""
+    params = list(inspect.signature(fn).parameters.values())[skip:]
     return {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
@@ -162,35 +163,41 @@ def loss_arguments(name: str, given: dict | None = None) -> dict:
     return bind_loss_arguments(get_loss(name), given, name)
 
 
-def bind_loss_arguments(fn: Loss, given: dict | None, name: str) -> dict:
+def bind_loss_arguments(
+    fn: Loss, given: dict | None, name: str, kind: str = "loss", skip: int = 2
+) -> dict:
     """The keyword arguments `fn` (loss `name`) is called with: its signature's defaults,
     overridden by `given`. Values given as text (``--loss-arg m=0.2``) are converted to the type
     of the parameter's default. An unknown key, a bad value or a missing required argument fails
-    with a ValueError naming the loss and the arguments it accepts."""
-    params = loss_parameters(fn)
-    accepts = accepted_arguments(fn)
+    with a ValueError naming the loss and the arguments it accepts. View builders (kind "view",
+    skip 1) and negatives providers (kind "negatives provider", skip 0) bind theirs alike."""
+    params = loss_parameters(fn, skip)
+    accepts = accepted_arguments(fn, skip)
+    flag = {"loss": "--loss-arg", "view": "--view-arg"}.get(kind, "--negatives-arg")
     takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     given = dict(given or {})
     unknown = [k for k in given if k not in params and not takes_any]  # **kwargs takes any key
     if unknown:
         raise ValueError(
-            f"loss {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
+            f"{kind} {name} has no argument {', '.join(map(repr, unknown))}; it accepts: {accepts}"
         )
     defaults = {k: p.default for k, p in params.items() if p.default is not p.empty}
-    converted = {k: _convert(name, k, v, params.get(k), accepts) for k, v in given.items()}
+    converted = {
+        k: _convert(f"{kind} {name}", k, v, params.get(k), accepts) for k, v in given.items()
+    }
     resolved = {**defaults, **converted}
     missing = [k for k in params if k not in resolved]
     if missing:
         raise ValueError(
-            f"loss {name} needs {', '.join(map(repr, missing))} (--loss-arg KEY=VALUE); "
+            f"{kind} {name} needs {', '.join(map(repr, missing))} ({flag} KEY=VALUE); "
             f"it accepts: {accepts}"
         )
     return {k: resolved[k] for k in [*params, *converted] if k in resolved}  # signature order
 
 
-def accepted_arguments(fn: Loss) -> str:
+def accepted_arguments(fn: Loss, skip: int = 2) -> str:
     """The loss's arguments for messages: 'm (default 0.3)', or 'none'."""
-    params = loss_parameters(fn).values()
+    params = loss_parameters(fn, skip).values()
     text = [p.name if p.default is p.empty else f"{p.name} (default {p.default!r})" for p in params]
     return ", ".join(text) or "none"
 
@@ -219,5 +226,5 @@ def _convert(loss: str, key: str, value, param: inspect.Parameter | None, accept
     elif isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         return value
     raise ValueError(
-        f"loss {loss}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
+        f"{loss}: argument {key}={value!r} is not a {kind.__name__}; it accepts: {accepts}"
     )

@@ -6,10 +6,14 @@ processes like the views: k more negatives in every anchor's row, which the loss
 columns. ESimCSE's momentum queue (Wu et al., COLING 2022: earlier batches' sentences encoded by
 a momentum copy of the encoder) and a teacher's embeddings are such providers.
 
-The registry holds factories (usually the provider class), called once per run with no
-arguments. `--negatives NAME` (repeatable) picks them; a user's own is
-``package.module:Class`` or an entry point in the group ``embeval.negatives``. None is built in
-yet. Their state is not saved in `last/`, so `--resume` starts them afresh.
+The registry holds factories (usually the provider class), called once per run with the
+provider's settings as keyword arguments (``--negatives-arg KEY=VALUE``: each provider takes the
+keys its signature names). `--negatives NAME` (repeatable) picks them; a user's own is
+``package.module:Class`` or an entry point in the group ``embeval.negatives``.
+
+Optional methods: `check(n_examples, global_batch)` refuses settings the data cannot serve
+before any step; `state_dict()` / `load_state_dict(state)` let `last/` hold the provider's state
+(a queue, a momentum encoder), so that `--resume` continues it as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Batch:
     emb: torch.Tensor  # (V, b, H) the views' embeddings as pooled in training: with grad, raw
     model: torch.nn.Module  # the SentenceModel under training (training pooler, train mode)
     tokenize: Callable[[list[str]], dict]  # texts -> model inputs on the device, cut as the batch
+    new_epoch: bool = False  # the first batch of an epoch
 
 
 class ExtraColumns:
@@ -62,11 +67,42 @@ NEGATIVES: Registry[Callable[[], ExtraColumns]] = Registry(
 )
 
 
-def make_providers(names: list[str]) -> list[ExtraColumns]:
-    """One provider per name, in order; a factory that makes no `columns` method is refused."""
-    providers = []
+def negatives_arguments(names: list[str], given: dict | None = None) -> dict[str, dict]:
+    """Each provider's settings: its factory's keyword defaults, overridden by the keys of
+    `given` its signature names (text converted to the default's type). A key no provider
+    takes, or a bad value, is a ValueError."""
+    from embeval.core.losses import bind_loss_arguments, loss_parameters  # the loss binder
+
+    given = dict(given or {})
+    out, taken = {}, set()
     for name in names:
-        provider = NEGATIVES.get(name)()
+        factory = NEGATIVES.get(name)
+        mine = {k: v for k, v in given.items() if k in _parameters(factory, loss_parameters)}
+        taken |= set(mine)
+        out[name] = bind_loss_arguments(factory, mine, name, "negatives provider", skip=0)
+    unknown = sorted(set(given) - taken)
+    if unknown:
+        raise ValueError(
+            f"no negatives provider of {names} takes {', '.join(map(repr, unknown))} "
+            "(--negatives-arg)"
+        )
+    return out
+
+
+def _parameters(factory, loss_parameters) -> dict:
+    try:
+        return loss_parameters(factory, 0)
+    except (TypeError, ValueError):  # no signature: takes nothing we can name
+        return {}
+
+
+def make_providers(names: list[str], args: dict | None = None) -> list[ExtraColumns]:
+    """One provider per name, in order, made with its settings (`negatives_arguments`); a
+    factory that makes no `columns` method is refused."""
+    providers = []
+    settings = negatives_arguments(names, args)
+    for name in names:
+        provider = NEGATIVES.get(name)(**settings[name])
         if not callable(getattr(provider, "columns", None)):
             raise UnknownUnit(
                 f"negatives provider {name!r} made {type(provider).__name__}, which has no "
@@ -74,3 +110,137 @@ def make_providers(names: list[str]) -> list[ExtraColumns]:
             )
         providers.append(provider)
     return providers
+
+
+def provider_states(providers: list[ExtraColumns]) -> list:
+    """What `last/` keeps of each provider: its `state_dict()`, or None without one."""
+    return [p.state_dict() if hasattr(p, "state_dict") else None for p in providers]
+
+
+def load_provider_states(providers: list[ExtraColumns], states: list | None, where: str) -> None:
+    """Give each provider the state `provider_states` saved; a provider with state to load and
+    none saved (a `last/` of an older embeval) is refused, as resuming would diverge."""
+    states = states if states is not None else [None] * len(providers)
+    if len(states) != len(providers):
+        raise ValueError(f"{where} holds {len(states)} provider states for {len(providers)}")
+    for p, state in zip(providers, states, strict=True):
+        if not hasattr(p, "load_state_dict"):
+            continue
+        if state is None:
+            raise ValueError(
+                f"{where} holds no state for negatives provider {type(p).__name__} (saved by an "
+                "older embeval); resuming would start it afresh: train anew with --overwrite"
+            )
+        p.load_state_dict(state)
+
+
+@NEGATIVES.register("momentum-queue")
+class MomentumQueue(ExtraColumns):
+    """ESimCSE's momentum contrast (Wu et al., COLING 2022; caskcsg/sentemb ESimCSE/): a FIFO
+    queue of the `queue_size` latest anchors encoded by a momentum copy of the encoder.
+
+    theta_m <- momentum * theta_m + (1 - momentum) * theta, then q = f_{theta_m}(anchors) in
+    eval mode (dropout off), without gradient; loss = InfoNCE over [in-batch | queue] columns,
+    the queue holding earlier batches only. As the released code (`esimcse/models.py`,
+    `trainers.py`), which the paper leaves open: the momentum update uses the weights before
+    this step's optimizer update; the queue is emptied at each epoch's start; with the `cls`
+    pooler the momentum features go through the live MLP (SimCSE's `mlp` is no part of the
+    momentum copy). Several processes gather their queues as they gather their batches (the
+    code keeps each process's own) and `last/` keeps process 0's. The momentum copy starts as
+    the model at the first step and is saved with the queue in `last/trainer_state.pt` (a
+    model's size more).
+    """
+
+    def __init__(self, queue_size: int = 160, momentum: float = 0.995):
+        if queue_size < 0:
+            raise ValueError(f"momentum-queue: queue_size must be >= 0, got {queue_size}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum-queue: momentum must be in [0, 1], got {momentum}")
+        self.queue_size, self.momentum = queue_size, momentum
+        self.queue = None  # (k <= queue_size, H), newest last
+        self.encoder = None  # the momentum SentenceModel, made at the first batch
+        self._saved = None  # momentum weights loaded before the model was known
+        self._pending = None  # this batch's momentum embeddings, queued at step_end
+
+    def check(self, n_examples: int, global_batch: int) -> None:
+        if self.queue_size + global_batch > n_examples:
+            raise ValueError(
+                f"negatives provider momentum-queue: queue_size {self.queue_size} + the global "
+                f"batch {global_batch} exceed the {n_examples} training examples: the queue "
+                f"would hold a batch's own sentences as their negatives; use --negatives-arg "
+                f"queue_size={max(0, n_examples - global_batch)} or less"
+            )
+
+    def _make_encoder(self, model):
+        import copy
+
+        from embeval.core.model import SentenceModel
+
+        live_mlp = getattr(model.backbone, "pooler", None)
+        backbone = model.backbone
+        if live_mlp is not None:  # copied without the MLP, which stays shared (see above)
+            backbone.pooler = None
+            try:
+                copy_ = copy.deepcopy(backbone)
+            finally:
+                backbone.pooler = live_mlp
+        else:
+            copy_ = copy.deepcopy(backbone)
+        copy_.requires_grad_(False)
+        if self._saved is not None:
+            copy_.load_state_dict(self._saved)
+            self._saved = None
+        if live_mlp is not None:
+            copy_.pooler = live_mlp
+        self.encoder = SentenceModel(copy_, model.pooler).eval()
+
+    def _own_parameters(self, module):
+        return [(n, p) for n, p in module.named_parameters() if not n.startswith("pooler.")]
+
+    def columns(self, batch):
+        import torch
+
+        if self.queue_size == 0:  # no queue: nothing to encode, nothing drawn
+            return batch.emb.new_zeros((0, batch.emb.shape[-1]))
+        if self.encoder is None:
+            self._make_encoder(batch.model)
+        if batch.new_epoch or self.queue is None:
+            self.queue = batch.emb.new_zeros((0, batch.emb.shape[-1]), dtype=torch.float32)
+        self.queue = cols = self.queue.to(batch.emb.device)  # a resumed queue comes on the CPU
+        with torch.no_grad():
+            live = dict(self._own_parameters(batch.model.backbone))
+            for name, p_m in self._own_parameters(self.encoder.backbone):
+                p_m.mul_(self.momentum).add_(live[name].detach(), alpha=1 - self.momentum)
+            inputs = batch.tokenize(batch.views.texts[batch.views.order[0]])
+            self.encoder.eval()
+            self._pending = self.encoder(**inputs).float()  # (b, H) the anchors' view
+        return cols
+
+    def step_end(self, batch) -> None:
+        if self._pending is not None:
+            self.queue = torch_cat(self.queue, self._pending)[-self.queue_size :]
+            self._pending = None
+
+    def state_dict(self) -> dict:
+        weights = None
+        if self.encoder is not None:
+            weights = {
+                k: v.detach().cpu().clone()
+                for k, v in self.encoder.backbone.state_dict().items()
+                if not k.startswith("pooler.")
+            }
+        elif self._saved is not None:
+            weights = self._saved
+        queue = None if self.queue is None else self.queue.detach().cpu().clone()
+        return {"queue": queue, "momentum_encoder": weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._saved = state["momentum_encoder"]
+        self.encoder = None  # rebuilt from the model at the next batch, then given these weights
+        self.queue = state["queue"]
+
+
+def torch_cat(queue, new):
+    import torch
+
+    return torch.cat([queue.to(new.device), new])

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from embeval.core.losses import LOSSES, get_loss, loss_arguments, loss_parameters
-from embeval.core.negatives import NEGATIVES
+from embeval.core.negatives import NEGATIVES, negatives_arguments
 from embeval.core.poolers import POOLERS
-from embeval.core.views import VIEWS, view_name
+from embeval.core.views import VIEWS, view_arguments, view_name
 
 
 @dataclass
@@ -26,7 +26,9 @@ class TrainConfig:
     temperature: float = 0.05
     loss_args: dict = field(default_factory=dict)  # the loss's keyword arguments, e.g. {"m": 0.2}
     view: str | None = None  # a VIEWS name; None: by the data (.txt -> dropout, CSV -> pairs)
+    view_args: dict = field(default_factory=dict)  # the view builder's settings
     negatives: list[str] = field(default_factory=list)  # NEGATIVES providers: extra columns
+    negatives_args: dict = field(default_factory=dict)  # provider -> its settings (resolved)
     batch_size: int = 64  # per process
     lr: float = 3e-5
     epochs: int = 1
@@ -56,6 +58,11 @@ class TrainConfig:
             raise ValueError(f"negatives must be a list of names, got {self.negatives!r}")
         for name in self.negatives:
             NEGATIVES.get(name)
+        if self.view is not None:
+            view_arguments(self.view, self.view_args)
+        elif self.view_args:
+            raise ValueError("view_args need a view (--view NAME)")
+        negatives_arguments(self.negatives, _flat(self.negatives_args))
         for name in ("pooler", "eval_pooler"):
             try:  # a registered name or user code; unknown names get a "did you mean"
                 POOLERS.get(getattr(self, name))
@@ -83,12 +90,27 @@ class TrainConfig:
             loss=LOSSES.canonical(self.loss),
             loss_args=loss_arguments(self.loss, self.loss_args),
             view=view_name(self.view, columns),
+            view_args=view_arguments(view_name(self.view, columns), self.view_args),
             negatives=[NEGATIVES.canonical(n) for n in self.negatives],
+            negatives_args=negatives_arguments(self.negatives, _flat(self.negatives_args)),
         )
 
 
+def _flat(args: dict) -> dict:
+    """Provider settings as given (KEY: VALUE) or as resolved (provider: {KEY: VALUE})."""
+    if all(isinstance(v, dict) for v in args.values()) and args:
+        return {k: v for per in args.values() for k, v in per.items()}
+    return args
+
+
 # Fields added after resumable states existed, with the value their absence stands for.
-FIELDS_ADDED = {"normalize": False, "view": None, "negatives": []}
+FIELDS_ADDED = {
+    "normalize": False,
+    "view": None,
+    "negatives": [],
+    "view_args": {},
+    "negatives_args": {},
+}
 # Loss settings that were config fields before `loss_args` held them: field -> loss argument.
 # Each loss took those of them it has (as `embeval train --focal-m` etc. still set them).
 LOSS_FIELDS = {
@@ -111,7 +133,7 @@ def saved_config(saved: dict, columns: Sequence[str]) -> dict:
 
 
 def _copy(value):
-    return list(value) if isinstance(value, list) else value
+    return type(value)(value) if isinstance(value, list | dict) else value
 
 
 def simcse_poolers(

@@ -129,7 +129,9 @@ class Trainer:
         self.backbone = backbone.to(self.device)
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
-        check_batch_size(config.batch_size, self.world, self.data, config.loss, config.view)
+        check_batch_size(
+            config.batch_size, self.world, self.data, config.loss, config.view, config.view_args
+        )
         self.amp = config.amp and self.device.type == "cuda"
         self.ddp = None
         if self.world > 1:
@@ -230,7 +232,7 @@ class Trainer:
                         rec = self._train_record(window, dt)
                         window, t0 = [], time.perf_counter()
                     self._unlogged = rec  # logged with the evaluation, or by the interrupt
-                self.batches.step_end()  # e.g. a negatives queue takes in this batch
+                    self.batches.step_end()  # a negatives queue takes in this batch, as saved
                 bar.update(1)
                 if rec:
                     rec["truncated"] = self._total_truncated()  # each rank counted its slice
@@ -358,6 +360,7 @@ class Trainer:
             "rng": rngs,  # per rank: dropout streams diverge with each rank's batch shapes
             "config": dataclasses.asdict(self.config),
             "data": self._data_info(),
+            "providers": self.batches.provider_states(),  # a queue, a momentum encoder
         }
         self._save_dir("last", lambda new: write_state(new / STATE_FILE, state))
         self.saved_step = self.step
@@ -376,6 +379,10 @@ class Trainer:
         load_weights_and_optimizer(
             state, last, self.backbone, self.optimizer, self.scheduler, self.scaler, self.device
         )
+        try:
+            self.batches.load_provider_states(state.get("providers"), str(last / STATE_FILE))
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
         self.step = state["step"]
         self.truncated = state["truncated"] if dist.is_main() else 0  # the sum stays right
         self.best_score, self.best_step = state["best_score"], state["best_step"]

@@ -1,0 +1,257 @@
+"""Training methods from the literature as units: ESimCSE (view `esimcse` + negatives provider
+`momentum-queue`) and ConSERT (view `consert` + loss `nt-xent`). Each formula is checked against
+an independent computation (by hand or numpy), each method against SimCSE where it reduces to
+it, and `--resume` against an uninterrupted run (provider state included)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from train_helpers import read_log, write_sentences
+
+from embeval.cli import main
+from embeval.core.augment import TokenRepetition
+from embeval.core.model import random_tiny
+from embeval.core.negatives import MomentumQueue
+from embeval.core.trainer import TrainConfig, Trainer
+from embeval.core.views import VIEWS, esimcse
+
+WIKI = "train/wiki1m_for_simcse.first11914.txt"
+
+
+def tiny(seed=0):
+    return random_tiny(seed, hidden=32, layers=1, heads=2)
+
+
+def trainer(tmp_path, out="out", n=40, **kw):
+    base = dict(batch_size=4, max_length=16, lr=1e-3, eval_steps=3, log_steps=1, seed=7)
+    backbone, tok = tiny()
+    data = write_sentences(tmp_path / "train.txt", n=n)
+    cfg = TrainConfig(**{**base, **kw})
+    return Trainer(backbone, tok, data, cfg, tmp_path / out, progress=False)
+
+
+def weights(tr):
+    return {k: v.detach().clone() for k, v in tr.backbone.state_dict().items()}
+
+
+# ---------------------------------------------------------------------- ESimCSE
+def test_token_repetition_repeats_the_drawn_positions(monkeypatch):
+    """ids [CLS] a b c d e f g h [SEP] (L = 10): int(0.32 * 10) = 3, so n = randrange(3); with
+    the draws forced to n = 2 at positions {2, 5}, tokens 12 and 15 appear twice, in place."""
+    ids = [101, 11, 12, 13, 14, 15, 16, 17, 18, 102]
+    calls = []
+    monkeypatch.setattr(random, "randrange", lambda k: calls.append(("randrange", k)) or 2)
+    monkeypatch.setattr(
+        random, "sample", lambda pop, k: calls.append(("sample", list(pop), k)) or [5, 2]
+    )
+    out = TokenRepetition(0.32, 10).token_ids(ids)
+    assert out == [101, 11, 12, 12, 13, 14, 15, 15, 16, 17, 18, 102]
+    assert calls == [("randrange", 3), ("sample", list(range(1, 9)), 2)]  # never 0 nor 9
+
+
+def test_token_repetition_statistics_and_bounds():
+    """Over many draws: n in [0, min(10, int(rate L)) - 1], [CLS]/[SEP] never repeated, every
+    n below the bound occurs; a short sentence (int(rate L) = 0) is left alone and draws
+    nothing (the Python RNG state is unchanged)."""
+    random.seed(3)
+    aug = TokenRepetition(0.32, 10)
+    ids = [101, *range(1000, 1040), 102]  # L = 42: bound min(10, 13) = 10
+    seen = set()
+    for _ in range(500):
+        out = aug.token_ids(ids)
+        seen.add(len(out) - len(ids))
+        assert out[0] == 101 and out[1] != 101 and out[-1] == 102 and out[-2] != 102
+        assert sorted(set(out)) == sorted(ids)
+    assert seen == set(range(10))
+    state = random.getstate()
+    assert aug.token_ids([101, 7, 102]) == [101, 7, 102]  # int(0.32 * 3) = 0
+    assert random.getstate() == state
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"dup_rate must be in \[0, 1\)"):
+            esimcse([("a",)], dup_rate=bad)
+
+
+def avg_embed(state, texts):
+    """Mean-pooled, L2-normalised embeddings (numpy) of a tiny model holding `state`, no dropout."""
+    model, tok = tiny()
+    model.load_state_dict(state)
+    model.eval()
+    enc = tok(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        h = model(**enc).last_hidden_state.double().numpy()
+    mask = enc["attention_mask"].unsqueeze(-1).double().numpy()
+    e = (h * mask).sum(1) / mask.sum(1)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_momentum_queue_formula(tmp_path):
+    """Dropout 0 and no repetition, so every embedding can be recomputed. Step 1's loss is
+    InfoNCE over [A A^T | A Q^T] / tau (numpy), A = step 1's sentences under theta_1, Q = step
+    0's under the momentum copy m theta_0 + (1 - m) theta_0 = theta_0 (updated with the weights
+    before the step, as the code does). After step 1 the copy is m theta_0 + (1 - m) theta_1
+    and the queue holds steps 0 and 1 (8 rows, newest last)."""
+    kw = dict(dropout=0.0, pooler="avg", view="esimcse", view_args={"dup_rate": 0.0})
+    kw |= dict(negatives=["momentum-queue"], negatives_args={"queue_size": 8, "momentum": 0.9})
+    tr = trainer(tmp_path, steps=2, **kw)
+    theta = [weights(tr)]
+    tr.on_step_end.append(lambda t, s: theta.append(weights(t)))
+    tr.train()
+    texts = [[ex[0] for ex in tr.batch_examples(s)] for s in (0, 1)]
+    a = avg_embed(theta[1], texts[1])
+    q = avg_embed(theta[0], texts[0])
+    logits = np.concatenate([a @ a.T, a @ q.T], axis=1) / 0.05  # (4, 8)
+    expected = np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
+    logged = [r["loss"] for r in read_log(tmp_path / "out") if "loss" in r]
+    assert logged[1] == pytest.approx(expected, rel=1e-4)
+    provider = tr.batches.providers[0]
+    queue = provider.queue.double().numpy()
+    queue /= np.linalg.norm(queue, axis=1, keepdims=True)
+    np.testing.assert_allclose(queue[:4], q, atol=1e-5)
+    m = 0.9
+    for name, p_m in provider.encoder.backbone.named_parameters():
+        if not name.startswith("pooler."):  # the MLP is the live one (unused by avg)
+            want = m * theta[0][name].numpy() + (1 - m) * theta[1][name].numpy()
+            np.testing.assert_allclose(p_m.detach().numpy(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.from_numpy(queue[4:]), torch.from_numpy(avg_embed(provider_state(provider), texts[1]))
+    )
+
+
+def provider_state(provider):
+    """The momentum copy's weights with the (unused) live MLP, as a tiny model's state."""
+    return {k: v.detach().clone() for k, v in provider.encoder.backbone.state_dict().items()}
+
+
+def test_esimcse_without_repetition_or_queue_is_simcse(tmp_path):
+    """dup_rate 0 and queue_size 0: the same losses and weights as dropout + infonce."""
+    runs = {}
+    for name, kw in (
+        ("simcse", dict(view="dropout")),
+        (
+            "esimcse",
+            dict(
+                view="esimcse",
+                view_args={"dup_rate": 0.0},
+                negatives=["momentum-queue"],
+                negatives_args={"queue_size": 0},
+            ),
+        ),
+    ):
+        tr = trainer(tmp_path / name, steps=4, **kw)
+        tr.train()
+        runs[name] = (
+            [r["loss"] for r in read_log(tmp_path / name / "out") if "loss" in r],
+            weights(tr),
+        )
+    assert runs["simcse"][0] == runs["esimcse"][0]
+    for k, v in runs["simcse"][1].items():
+        assert torch.equal(v, runs["esimcse"][1][k]), k
+
+
+def interrupt_at(step):
+    def hook(trainer, s):
+        if s == step:
+            raise KeyboardInterrupt
+
+    return hook
+
+
+@pytest.mark.parametrize("at", [3, 4])  # a save at an evaluation, the interrupt handler's save
+def test_esimcse_resume_equals_an_uninterrupted_run(tmp_path, at):
+    """7 steps straight vs interrupted at step `at` and resumed: same weights, queue and
+    momentum encoder (last/ keeps them), same logged losses."""
+    kw = dict(view="esimcse", negatives=["momentum-queue"], negatives_args={"queue_size": 8})
+    full = trainer(tmp_path / "a", steps=7, **kw)
+    full.train()
+    part = trainer(tmp_path / "b", steps=7, **kw)
+    part.on_step_end.append(interrupt_at(at))
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    again = trainer(tmp_path / "b", steps=7, **kw)
+    again.train(resume=True)
+    for k, v in weights(full).items():
+        assert torch.equal(v, weights(again)[k]), k
+    pa, pb = full.batches.providers[0], again.batches.providers[0]
+    assert torch.equal(pa.queue, pb.queue) and pa.queue.shape[0] == 8
+    for (na, a), (nb, b) in zip(
+        pa.encoder.backbone.state_dict().items(),
+        pb.encoder.backbone.state_dict().items(),
+        strict=True,
+    ):
+        assert na == nb and torch.equal(a, b), na
+    la = [r["loss"] for r in read_log(tmp_path / "a" / "out") if "loss" in r]
+    lb = [r["loss"] for r in read_log(tmp_path / "b" / "out") if "loss" in r]
+    assert la == lb
+    state = torch.load(tmp_path / "b" / "out" / "last" / "trainer_state.pt", weights_only=False)
+    assert state["providers"][0]["queue"].shape == (8, 32)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--view-arg", "dup_rate=1.5"], "dup_rate must be in [0, 1), got 1.5"),
+        (["--view-arg", "dup=0.1"], "view esimcse has no argument 'dup'; it accepts: dup_rate"),
+        (["--negatives-arg", "queue_size=40"], "queue_size 40 + the global batch 4 exceed the 40"),
+        (["--negatives-arg", "momentum=2"], "momentum must be in [0, 1], got 2.0"),
+        (["--negatives-arg", "size=3"], "no negatives provider of ['momentum-queue'] takes 'size'"),
+    ],
+)
+def test_esimcse_bad_settings_fail_before_any_step(tmp_path, extra, message):
+    data = write_sentences(tmp_path / "train.txt", n=40)
+    args = ["train", "--model", "random-tiny", "--data", str(data), "--out", str(tmp_path / "o")]
+    args += ["--batch-size", "4", "--no-eval", "--no-progress", "--steps", "2"]
+    args += ["--view", "esimcse", "--negatives", "momentum-queue", *extra]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "o" / "best").exists()
+
+
+# ---------------------------------------------------------------------- CLI smoke runs
+METHODS = {
+    "esimcse": ["--view", "esimcse", "--negatives", "momentum-queue"],
+}
+
+
+@pytest.mark.slow  # about 20 s each on 2 idle cores (training, then STS-B dev scoring)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_trains_on_wiki_and_reloads_everywhere(method, shared_data, tmp_path):
+    """random-tiny, 10 steps of batch 8 on wiki1m sentences: the loss falls; the checkpoint
+    scores in `embeval score` and gives sentence-transformers' embeddings."""
+    from sentence_transformers import SentenceTransformer
+
+    from embeval.eval.encoders.transformer import TransformerEncoder
+
+    out = tmp_path / method
+    args = ["train", "--model", "random-tiny", "--data", str(shared_data / WIKI)]
+    args += ["--out", str(out), "--steps", "10", "--batch-size", "8", "--max-length", "16"]
+    args += ["--lr", "1e-3", "--no-eval", "--no-progress", "--device", "cpu", "--log-steps", "5"]
+    args += ["--pooler", "avg", *METHODS[method]]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    losses_ = [r["loss"] for r in read_log(out) if "loss" in r]
+    assert losses_[-1] < losses_[0], losses_
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["view"] == METHODS[method][1]
+    texts = ["A man is playing a guitar .", "the cat sleeps"]
+    ours = TransformerEncoder.from_checkpoint(str(out / "best"), progress=False, device="cpu")
+    st = SentenceTransformer(str(out / "best"), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(ours.encode(texts), st, atol=1e-5)
+    run_json = tmp_path / "run.json"
+    res = CliRunner().invoke(
+        main,
+        ["score", str(out / "best"), "--tasks", "STSBenchmark", "--split", "dev", "--no-cache"]
+        + ["--data", str(shared_data), "--out", str(run_json), "--device", "cpu"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(run_json.read_text())["tasks"]["STSBenchmark"]["spearman"] is not None
+
+
+def test_methods_are_registered():
+    assert {"esimcse"} <= set(VIEWS.names())
+    assert MomentumQueue.__doc__ and "Wu et al." in MomentumQueue.__doc__

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from train_helpers import read_log, write_sentences
 
 from embeval.cli import main
-from embeval.core.augment import TokenRepetition
+from embeval.core import losses
+from embeval.core.augment import Cutoff, TokenRepetition, TokenShuffle, embedding_layer_hooks
 from embeval.core.model import random_tiny
 from embeval.core.negatives import MomentumQueue
 from embeval.core.trainer import TrainConfig, Trainer
@@ -162,11 +163,19 @@ def interrupt_at(step):
     return hook
 
 
-@pytest.mark.parametrize("at", [3, 4])  # a save at an evaluation, the interrupt handler's save
-def test_esimcse_resume_equals_an_uninterrupted_run(tmp_path, at):
-    """7 steps straight vs interrupted at step `at` and resumed: same weights, queue and
-    momentum encoder (last/ keeps them), same logged losses."""
-    kw = dict(view="esimcse", negatives=["momentum-queue"], negatives_args={"queue_size": 8})
+RESUMABLE = {
+    "esimcse": dict(view="esimcse", negatives=["momentum-queue"], negatives_args={"queue_size": 8}),
+    "consert": dict(view="consert", loss="nt-xent", view_args={"aug1": "token_cutoff"}),
+}
+
+
+@pytest.mark.parametrize(
+    "method, at", [("esimcse", 3), ("esimcse", 4), ("consert", 4)]
+)  # a save at an evaluation (3), the interrupt handler's save (4)
+def test_resume_equals_an_uninterrupted_run(tmp_path, method, at):
+    """7 steps straight vs interrupted at step `at` and resumed: same weights (and queue and
+    momentum encoder, which last/ keeps), same logged losses."""
+    kw = RESUMABLE[method]
     full = trainer(tmp_path / "a", steps=7, **kw)
     full.train()
     part = trainer(tmp_path / "b", steps=7, **kw)
@@ -177,6 +186,11 @@ def test_esimcse_resume_equals_an_uninterrupted_run(tmp_path, at):
     again.train(resume=True)
     for k, v in weights(full).items():
         assert torch.equal(v, weights(again)[k]), k
+    la = [r["loss"] for r in read_log(tmp_path / "a" / "out") if "loss" in r]
+    lb = [r["loss"] for r in read_log(tmp_path / "b" / "out") if "loss" in r]
+    assert la == lb
+    if method != "esimcse":
+        return
     pa, pb = full.batches.providers[0], again.batches.providers[0]
     assert torch.equal(pa.queue, pb.queue) and pa.queue.shape[0] == 8
     for (na, a), (nb, b) in zip(
@@ -185,9 +199,6 @@ def test_esimcse_resume_equals_an_uninterrupted_run(tmp_path, at):
         strict=True,
     ):
         assert na == nb and torch.equal(a, b), na
-    la = [r["loss"] for r in read_log(tmp_path / "a" / "out") if "loss" in r]
-    lb = [r["loss"] for r in read_log(tmp_path / "b" / "out") if "loss" in r]
-    assert la == lb
     state = torch.load(tmp_path / "b" / "out" / "last" / "trainer_state.pt", weights_only=False)
     assert state["providers"][0]["queue"].shape == (8, 32)
 
@@ -212,9 +223,85 @@ def test_esimcse_bad_settings_fail_before_any_step(tmp_path, extra, message):
     assert not (tmp_path / "o" / "best").exists()
 
 
+# ---------------------------------------------------------------------- ConSERT
+def test_nt_xent_formula():
+    """NT-Xent by numpy: for each a_i, -log exp(s(a_i, b_i) / t) / (sum_j exp(s(a_i, b_j) / t)
+    + sum_{j != i} exp(s(a_i, a_j) / t)), the same with a and b swapped; the two means summed."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    t = 0.1
+
+    def direction(x, y):
+        total = 0.0
+        for i in range(3):
+            pos = np.exp(x[i] @ y[i] / t)
+            den = sum(np.exp(x[i] @ y[j] / t) for j in range(3))
+            den += sum(np.exp(x[i] @ x[j] / t) for j in range(3) if j != i)
+            total += -np.log(pos / den)
+        return total / 3
+
+    z = np.concatenate([a, b])
+    sim = torch.from_numpy(z @ z.T)
+    assert losses.nt_xent(sim, t).item() == pytest.approx(direction(a, b) + direction(b, a))
+    assert losses.all_views(losses.nt_xent) and not losses.all_views(losses.infonce)
+    with pytest.raises(ValueError, match="all-views matrix"):
+        losses.nt_xent(torch.zeros(3, 3), t)
+
+
+def test_consert_augmentations_by_hand(monkeypatch):
+    """With random.shuffle forced to reverse: shuffle reverses the real tokens' position ids and
+    keeps the padding's; token cutoff 0.5 of 3 real tokens zeroes int(1.5) = 1 row, the last
+    index drawn first... here the first of the reversed order; feature cutoff 0.5 of H = 4
+    zeroes int(2) = 2 dimensions, likewise."""
+    monkeypatch.setattr(random, "shuffle", lambda xs: xs.reverse())
+    pos = torch.arange(5).expand(2, -1)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    out = TokenShuffle().position_ids(pos, mask)
+    assert out.tolist() == [[2, 1, 0, 3, 4], [4, 3, 2, 1, 0]]
+    emb = torch.ones(2, 5, 4)
+    tok = Cutoff("token", 0.5).embeddings(emb, mask).numpy()
+    want = np.ones((2, 5, 4))
+    want[0, 2] = 0  # reversed [0, 1, 2] -> cut [2]
+    want[1, 4] = want[1, 3] = 0  # reversed [0..4], int(2.5) = 2 -> cut [4, 3]
+    np.testing.assert_array_equal(tok, want)
+    feat = Cutoff("feature", 0.5).embeddings(emb, mask).numpy()
+    want = np.ones((2, 5, 4))
+    want[:, :, [3, 2]] = 0
+    np.testing.assert_array_equal(feat, want)
+
+
+def test_embedding_layer_hooks_touch_only_their_view(monkeypatch):
+    """Two views of two sentences in one forward pass: view 1 shuffled (reversed) equals the
+    model run with those position ids; view 0 equals the plain model; with feature cutoff on
+    view 0, its embedding output (hidden_states[0]) has the cut dimensions at 0."""
+    monkeypatch.setattr(random, "shuffle", lambda xs: xs.reverse())
+    backbone, tok = tiny()
+    backbone.eval()
+    enc = tok(["a cat sat", "the dog"], padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"].repeat(2, 1), enc["attention_mask"].repeat(2, 1)
+    with torch.no_grad(), embedding_layer_hooks(backbone, (None, TokenShuffle()), 2, mask):
+        both = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+    pos = torch.arange(ids.shape[1]).expand(2, -1).clone()
+    for r, n in enumerate(enc["attention_mask"].sum(1).tolist()):
+        pos[r, :n] = pos[r, :n].flip(0)
+    with torch.no_grad():
+        plain = backbone(**enc).last_hidden_state
+        shuffled = backbone(**enc, position_ids=pos).last_hidden_state
+    torch.testing.assert_close(both[:2], plain)
+    torch.testing.assert_close(both[2:], shuffled)
+    with torch.no_grad(), embedding_layer_hooks(backbone, (Cutoff("feature", 0.5), None), 2, mask):
+        h0 = backbone(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[
+            0
+        ]
+    assert (h0[:2, :, 16:] == 0).all() and (h0[:2, :, :16] != 0).any() and (h0[2:] != 0).all()
+
+
 # ---------------------------------------------------------------------- CLI smoke runs
 METHODS = {
     "esimcse": ["--view", "esimcse", "--negatives", "momentum-queue"],
+    "consert": ["--view", "consert", "--loss", "nt-xent", "--temp", "0.1", "--dropout", "0"],
 }
 
 
@@ -253,5 +340,5 @@ def test_method_trains_on_wiki_and_reloads_everywhere(method, shared_data, tmp_p
 
 
 def test_methods_are_registered():
-    assert {"esimcse"} <= set(VIEWS.names())
+    assert {"esimcse", "consert"} <= set(VIEWS.names())
     assert MomentumQueue.__doc__ and "Wu et al." in MomentumQueue.__doc__

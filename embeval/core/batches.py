@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from embeval.core import distributed as dist
 from embeval.core.augment import embedding_layer_hooks, repeat_tokens
-from embeval.core.losses import Loss, bind_loss_arguments, get_loss, in_batch_only
+from embeval.core.losses import Loss, all_views, bind_loss_arguments, get_loss, in_batch_only
 from embeval.core.negatives import (
     Batch,
     load_provider_states,
@@ -39,14 +39,20 @@ def contrastive_loss(
     emb[2:] hard negatives when present; `extra` the providers' columns. Vectors are
     L2-normalised in float32 (cosines), then gathered over processes; sim = anchors @
     candidates.T, (W b, W b (V - 1) + W k) with positives on the diagonal, goes to the loss
-    `cfg.loss` with `cfg.temperature` and its arguments (`cfg.loss_args` over its defaults)."""
+    `cfg.loss` with `cfg.temperature` and its arguments (`cfg.loss_args` over its defaults).
+    A loss marked `all_views` (NT-Xent) gets every view against every view instead:
+    (V W b, V W b + W k)."""
     fn = fn or get_loss(cfg.loss)
     emb = F.normalize(emb.float(), dim=-1)  # cosine in float32
     anchors = dist.gather_with_grad(emb[0])  # (W b, H)
     cands = [dist.gather_with_grad(e) for e in emb[1:]]  # (V - 1) x (W b, H)
     if extra is not None:
         cands.append(dist.gather_with_grad(F.normalize(extra.float(), dim=-1)))  # (W k, H)
-    sim = anchors @ torch.cat(cands).T  # (W b, W b (V - 1) + W k)
+    if all_views(fn):  # every view against every view (NT-Xent): (V W b, V W b + W k)
+        rows = torch.cat([anchors, *cands[: len(emb) - 1]])
+        sim = rows @ torch.cat([rows, *cands[len(emb) - 1 :]]).T
+    else:
+        sim = anchors @ torch.cat(cands).T  # (W b, W b (V - 1) + W k)
     return fn(sim, cfg.temperature, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))
 
 

@@ -139,6 +139,37 @@ def align_uniform(sim: torch.Tensor, temperature: float = 0.05, lam: float = 1.0
 align_uniform.in_batch_only = True  # reads the first B columns only: hard negatives add nothing
 
 
+@LOSSES.register("nt-xent")
+def nt_xent(sim: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent with intra-view negatives (SimCLR; ConSERT, Yan et al., ACL 2021,
+    yym6472/ConSERT), over all views against all views.
+
+    sim is (2B, 2B + k): rows and the first 2B columns are [a; b], the two views' embeddings
+    (then k provider columns, read by the a rows). loss = CE_i([s(a_i, b) | s(a_i, a) with
+    s(a_i, a_i) masked] / tau) + CE_i([s(b_i, a) | s(b_i, b) masked] / tau), the two means
+    *summed* as the code does (the paper writes one direction).
+    """
+    if sim.dim() != 2 or sim.shape[0] % 2 or sim.shape[1] < sim.shape[0]:
+        raise ValueError(f"nt-xent needs the (2B, 2B+k) all-views matrix, got {tuple(sim.shape)}")
+    b = sim.shape[0] // 2
+    eye = torch.eye(b, dtype=torch.bool, device=sim.device)
+    aa, ab, extra = sim[:b, :b], sim[:b, b : 2 * b], sim[:b, 2 * b :]
+    ba, bb = sim[b:, :b], sim[b:, b : 2 * b]
+    target = torch.arange(b, device=sim.device)
+    rows_a = torch.cat([ab, aa.masked_fill(eye, -math.inf), extra], 1) / temperature
+    rows_b = torch.cat([ba, bb.masked_fill(eye, -math.inf)], 1) / temperature
+    return F.cross_entropy(rows_a, target) + F.cross_entropy(rows_b, target)
+
+
+nt_xent.all_views = True  # contrastive_loss hands it every view against every view
+
+
+def all_views(fn: Loss) -> bool:
+    """Whether the loss takes every view against every view, (V B, V B + k), not anchors
+    against candidates (set ``fn.all_views = True``)."""
+    return bool(getattr(fn, "all_views", False))
+
+
 def in_batch_only(fn: Loss) -> bool:
     """Whether the loss reads only the in-batch columns (the first B), so that hard-negative
     and extra columns give an anchor no negative (set ``fn.in_batch_only = True``)."""

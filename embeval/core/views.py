@@ -151,3 +151,41 @@ def esimcse(examples: Sequence[Example], dup_rate: float = 0.32, max_dup: int = 
 
     rep = TokenRepetition(dup_rate, max_dup)  # checks its settings
     return Views([[ex[0] for ex in examples]], (0, 0), (None, rep))
+
+
+CONSERT_AUGMENTS = ("none", "shuffle", "token_cutoff", "feature_cutoff")
+
+
+@VIEWS.register("consert")
+def consert(
+    examples: Sequence[Example],
+    aug1: str = "feature_cutoff",
+    aug2: str = "shuffle",
+    cutoff_rate: float = 0.2,
+) -> Views:
+    """ConSERT (Yan et al., ACL 2021; yym6472/ConSERT): two views of each sentence made in the
+    embedding layer, `aug1` for the anchors and `aug2` for the positives.
+
+    shuffle: the position ids of the sentence's tokens ([CLS]/[SEP] included) permuted;
+    token_cutoff: int(cutoff_rate * n) of its n tokens' embedding rows zeroed; feature_cutoff:
+    int(cutoff_rate * H) embedding dimensions zeroed; none: the sentence as is. Applied to the
+    embedding layer's output, after its LayerNorm and dropout, as the code does. The defaults
+    are the released unsupervised script's (feature cutoff 0.2 and shuffle); it also turns
+    dropout off (``--dropout 0``). Pair with ``--loss nt-xent``.
+    """
+    from embeval.core.augment import Cutoff, TokenShuffle
+
+    def make(name: str, which: str):
+        if name not in CONSERT_AUGMENTS:
+            raise ValueError(
+                f"view consert: {which} must be one of {CONSERT_AUGMENTS}, got {name!r}"
+            )
+        if name == "shuffle":
+            return TokenShuffle()
+        if name.endswith("cutoff"):
+            return Cutoff(name.split("_")[0], cutoff_rate)
+        return None
+
+    if not 0.0 <= cutoff_rate < 1.0:
+        raise ValueError(f"view consert: cutoff_rate must be in [0, 1), got {cutoff_rate}")
+    return Views([[ex[0] for ex in examples]], (0, 0), (make(aug1, "aug1"), make(aug2, "aug2")))

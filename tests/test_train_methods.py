@@ -17,7 +17,7 @@ from train_helpers import read_log, write_sentences
 from embeval.cli import main
 from embeval.core import losses
 from embeval.core.augment import Cutoff, TokenRepetition, TokenShuffle, embedding_layer_hooks
-from embeval.core.model import random_tiny
+from embeval.core.model import default_checkpoint_path, random_tiny
 from embeval.core.negatives import MomentumQueue
 from embeval.core.trainer import TrainConfig, Trainer
 from embeval.core.views import VIEWS, esimcse
@@ -164,18 +164,22 @@ def interrupt_at(step):
 
 
 RESUMABLE = {
+    "distilcse": dict(view="anchors", negatives=["teacher"]),
     "esimcse": dict(view="esimcse", negatives=["momentum-queue"], negatives_args={"queue_size": 8}),
     "consert": dict(view="consert", loss="nt-xent", view_args={"aug1": "token_cutoff"}),
 }
 
 
 @pytest.mark.parametrize(
-    "method, at", [("esimcse", 3), ("esimcse", 4), ("consert", 4)]
+    "method, at", [("esimcse", 3), ("esimcse", 4), ("consert", 4), ("distilcse", 4)]
 )  # a save at an evaluation (3), the interrupt handler's save (4)
 def test_resume_equals_an_uninterrupted_run(tmp_path, method, at):
     """7 steps straight vs interrupted at step `at` and resumed: same weights (and queue and
-    momentum encoder, which last/ keeps), same logged losses."""
-    kw = RESUMABLE[method]
+    momentum encoder, or teacher queue and logit scale, which last/ keeps), same losses."""
+    kw = dict(RESUMABLE[method])
+    if method == "distilcse":
+        teacher = str(default_checkpoint_path())  # 384 wide: W is saved and restored too
+        kw["negatives_args"] = {"teacher": teacher, "queue_size": 8}
     full = trainer(tmp_path / "a", steps=7, **kw)
     full.train()
     part = trainer(tmp_path / "b", steps=7, **kw)
@@ -189,6 +193,10 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, method, at):
     la = [r["loss"] for r in read_log(tmp_path / "a" / "out") if "loss" in r]
     lb = [r["loss"] for r in read_log(tmp_path / "b" / "out") if "loss" in r]
     assert la == lb
+    if method == "distilcse":
+        pa, pb = full.batches.providers[0], again.batches.providers[0]
+        assert torch.equal(pa.queue, pb.queue) and torch.equal(pa.log_scale, pb.log_scale)
+        assert torch.equal(pa.projection.weight, pb.projection.weight)
     if method != "esimcse":
         return
     pa, pb = full.batches.providers[0], again.batches.providers[0]
@@ -298,10 +306,88 @@ def test_embedding_layer_hooks_touch_only_their_view(monkeypatch):
     assert (h0[:2, :, 16:] == 0).all() and (h0[:2, :, :16] != 0).any() and (h0[2:] != 0).all()
 
 
+# ---------------------------------------------------------------------- DistilCSE
+def save_teacher(path, seed=1, extra_token=None):
+    """A tiny random BERT checkpoint (mean pooling) to distil from; `extra_token` gives it a
+    tokenizer of its own (one more word)."""
+    from embeval.core.model import save_checkpoint
+
+    backbone, tok = tiny(seed)
+    if extra_token:
+        tok.add_tokens([extra_token])
+        backbone.resize_token_embeddings(len(tok))
+    save_checkpoint(backbone, tok, path, "avg", 512)
+    return str(path), backbone.state_dict()
+
+
+def test_distilcse_formula(tmp_path):
+    """Dropout 0, avg pooling: step 0's loss is CE(e * A0 T0^T) (the queue empty, scale e) and
+    step 1's CE(s1 * [A1 T1^T | A1 T0^T]) with s1 = exp(log_scale after step 0), A the
+    student's and T the teacher's normalised embeddings of each step's sentences (numpy)."""
+    teacher, t_state = save_teacher(tmp_path / "teacher")
+    kw = dict(dropout=0.0, pooler="avg", view="anchors", negatives=["teacher"])
+    kw["negatives_args"] = {"teacher": teacher, "queue_size": 8}
+    tr = trainer(tmp_path, steps=2, **kw)
+    provider = tr.batches.providers[0]
+    assert provider.projection is None and provider.same_tokenizer
+    assert (
+        provider.log_scale.item() == 1.0
+        and provider.log_scale in tr.optimizer.param_groups[2]["params"]
+    )
+    theta, scales = [weights(tr)], [provider.log_scale.item()]
+    tr.on_step_end.append(
+        lambda t, s: (theta.append(weights(t)), scales.append(provider.log_scale.item()))
+    )
+    tr.train()
+    texts = [[ex[0] for ex in tr.batch_examples(s)] for s in (0, 1)]
+    t0, t1 = (avg_embed(t_state, x) for x in texts)
+    a0, a1 = avg_embed(theta[0], texts[0]), avg_embed(theta[1], texts[1])
+
+    def ce(logits):
+        return np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
+
+    logged = [r["loss"] for r in read_log(tmp_path / "out") if "loss" in r]
+    assert logged[0] == pytest.approx(ce(np.e * a0 @ t0.T), rel=1e-4)
+    s1 = np.exp(scales[1])
+    assert scales[1] != 1.0  # the scale learns
+    assert logged[1] == pytest.approx(ce(s1 * np.concatenate([a1 @ t1.T, a1 @ t0.T], 1)), rel=1e-4)
+    np.testing.assert_allclose(provider.queue.numpy(), np.concatenate([t1, t0]), atol=1e-5)
+
+
+def test_distilcse_teacher_of_another_width_and_tokenizer(tmp_path):
+    """The packaged all-MiniLM-L6-v2 (384 wide) teaching a 32-wide student: a linear map W into
+    the teacher's width is learnt with it (not saved with the student); a teacher whose
+    tokenizer differs reads the text with its own. Both train; bad settings fail first."""
+    from embeval.core.model import default_checkpoint_path
+
+    kw = dict(pooler="avg", view="anchors", negatives=["teacher"], steps=2)
+    mini = str(default_checkpoint_path())
+    tr = trainer(tmp_path / "a", negatives_args={"teacher": mini, "queue_size": 8}, **kw)
+    provider = tr.batches.providers[0]
+    assert tuple(provider.projection.weight.shape) == (384, 32)
+    w0 = provider.projection.weight.detach().clone()
+    tr.train()
+    assert not torch.equal(w0, provider.projection.weight)
+    assert provider.queue.shape == (8, 384)
+    other, _ = save_teacher(tmp_path / "other", extra_token="zzqxword")
+    tr = trainer(tmp_path / "b", negatives_args={"teacher": other, "queue_size": 8}, **kw)
+    assert not tr.batches.providers[0].same_tokenizer
+    tr.train()
+    with pytest.raises(ValueError, match="needs --negatives-arg teacher=CHECKPOINT"):
+        trainer(tmp_path / "c", negatives_args={"queue_size": 8}, **kw)
+    with pytest.raises(ValueError, match="queue_size 40 \\+ the batch 4 exceed the 40"):
+        trainer(tmp_path / "d", negatives_args={"teacher": other, "queue_size": 40}, **kw)
+    with pytest.raises(ValueError, match="view anchors gives anchors only"):
+        trainer(tmp_path / "e", pooler="avg", view="anchors", steps=1)
+
+
 # ---------------------------------------------------------------------- CLI smoke runs
 METHODS = {
     "esimcse": ["--view", "esimcse", "--negatives", "momentum-queue"],
     "consert": ["--view", "consert", "--loss", "nt-xent", "--temp", "0.1", "--dropout", "0"],
+    # no queue: a filling queue adds columns, and the loss with them, in 10 steps (the queue
+    # has its formula and resume tests above)
+    "distilcse": ["--view", "anchors", "--negatives", "teacher", "--negatives-arg", "queue_size=0"],
 }
 
 
@@ -319,6 +405,8 @@ def test_method_trains_on_wiki_and_reloads_everywhere(method, shared_data, tmp_p
     args += ["--out", str(out), "--steps", "10", "--batch-size", "8", "--max-length", "16"]
     args += ["--lr", "1e-3", "--no-eval", "--no-progress", "--device", "cpu", "--log-steps", "5"]
     args += ["--pooler", "avg", *METHODS[method]]
+    if method == "distilcse":  # the packaged all-MiniLM-L6-v2 teaches random-tiny
+        args += ["--negatives-arg", f"teacher={default_checkpoint_path()}"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     losses_ = [r["loss"] for r in read_log(out) if "loss" in r]

@@ -32,6 +32,7 @@ def contrastive_loss(
     cfg: TrainConfig,
     extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
     fn: Loss | None = None,  # the loss cfg.loss names, when already looked up
+    temperature: torch.Tensor | None = None,  # () a provider's learnable one, else cfg's
 ) -> torch.Tensor:  # ()
     """The training loss of one batch from its embeddings, as SimCSE's `cl_forward` forms it.
 
@@ -53,7 +54,8 @@ def contrastive_loss(
         sim = rows @ torch.cat([rows, *cands[len(emb) - 1 :]]).T
     else:
         sim = anchors @ torch.cat(cands).T  # (W b, W b (V - 1) + W k)
-    return fn(sim, cfg.temperature, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))
+    tau = cfg.temperature if temperature is None else temperature
+    return fn(sim, tau, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))
 
 
 # ---------------------------------------------------------------------- batch sizes
@@ -153,7 +155,16 @@ class Batches:
         self.providers = make_providers(config.negatives, _flat(config.negatives_args))
         for provider in self.providers:  # settings the data cannot serve fail before any step
             if hasattr(provider, "check"):
-                provider.check(len(data.examples), config.batch_size * world)
+                provider.check(len(data.examples), config.batch_size * world, model, tokenizer)
+        if not self.providers and len(self.view(data.examples[:1], **self.view_args).order) == 1:
+            raise ValueError(
+                f"view {config.view} gives anchors only: a negatives provider must give the "
+                "candidates (e.g. --negatives teacher)"
+            )
+        temperatures = [p for p in self.providers if hasattr(p, "temperature")]
+        if len(temperatures) > 1:
+            raise ValueError("two negatives providers set the temperature; use one of them")
+        self._temperature = temperatures[0].temperature if temperatures else None
         self.steps_per_epoch = steps_per_epoch(
             config.batch_size * world, world, data, config.loss, config.view
         )
@@ -203,12 +214,28 @@ class Batches:
             extra = None
             if self.providers:  # their own forward passes (a momentum encoder) autocast too
                 new_epoch = step % self.steps_per_epoch == 0
+                tokenize = lambda t: self.tokenize(t)[0]  # noqa: E731
                 batch = Batch(
-                    step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0], new_epoch
+                    step,
+                    examples,
+                    views,
+                    emb,
+                    self.model,
+                    tokenize,
+                    new_epoch,
+                    self.config.max_length,
                 )
                 extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
                 self._last = batch
-        return contrastive_loss(emb, self.config, extra, self.loss_fn), cut
+                for p in self.providers:  # e.g. DistilCSE's projection into the teacher's space
+                    if hasattr(p, "project"):
+                        emb = p.project(emb)
+        tau = self._temperature() if self._temperature else None  # a learnable one
+        return contrastive_loss(emb, self.config, extra, self.loss_fn, tau), cut
+
+    def extra_parameters(self) -> list:
+        """The providers' own trainable weights (the optimizer's third group)."""
+        return [w for p in self.providers if hasattr(p, "parameters") for w in p.parameters()]
 
     def provider_states(self) -> list:
         """The providers' states, for `last/`."""

@@ -11,9 +11,13 @@ provider's settings as keyword arguments (``--negatives-arg KEY=VALUE``: each pr
 keys its signature names). `--negatives NAME` (repeatable) picks them; a user's own is
 ``package.module:Class`` or an entry point in the group ``embeval.negatives``.
 
-Optional methods: `check(n_examples, global_batch)` refuses settings the data cannot serve
-before any step; `state_dict()` / `load_state_dict(state)` let `last/` hold the provider's state
-(a queue, a momentum encoder), so that `--resume` continues it as an uninterrupted run would.
+Optional methods: `check(n_examples, global_batch, model, tokenizer)` refuses settings the data
+or the model cannot serve before any step; `state_dict()` / `load_state_dict(state)` let `last/`
+hold the provider's state (a queue, a momentum encoder), so that `--resume` continues it as an
+uninterrupted run would. A provider with trainable weights of its own (DistilCSE's logit scale
+and projection) lists them in `parameters()` (the optimizer takes them), may map the views'
+embeddings into its columns' space with `project(emb)` and may set the loss's temperature with
+`temperature()` (a tensor).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Batch:
     model: torch.nn.Module  # the SentenceModel under training (training pooler, train mode)
     tokenize: Callable[[list[str]], dict]  # texts -> model inputs on the device, cut as the batch
     new_epoch: bool = False  # the first batch of an epoch
+    max_length: int = 32  # the training max_length, for a provider's own tokenizer
 
 
 class ExtraColumns:
@@ -162,7 +167,7 @@ class MomentumQueue(ExtraColumns):
         self._saved = None  # momentum weights loaded before the model was known
         self._pending = None  # this batch's momentum embeddings, queued at step_end
 
-    def check(self, n_examples: int, global_batch: int) -> None:
+    def check(self, n_examples: int, global_batch: int, model=None, tokenizer=None) -> None:
         if self.queue_size + global_batch > n_examples:
             raise ValueError(
                 f"negatives provider momentum-queue: queue_size {self.queue_size} + the global "
@@ -244,3 +249,137 @@ def torch_cat(queue, new):
     import torch
 
     return torch.cat([queue.to(new.device), new])
+
+
+@NEGATIVES.register("teacher")
+class TeacherQueue(ExtraColumns):
+    """DistilCSE's contrastive distillation (caskcsg/sentemb DistilCSE/, `ckd_contrastive.py`):
+    the candidates are a frozen teacher's embeddings of the batch's sentences, then a queue of
+    its embeddings of earlier batches (newest first, `queue_size` kept).
+
+    loss_i = -log( exp(s cos(W x_i, t_i)) / sum_j exp(s cos(W x_i, c_j)) ), c = [t_1..t_B |
+    queue], x the student's embedding (``--view anchors``), s = exp(log_scale) learnable with
+    log_scale starting at `scale_init` (1: s = e), W a learnable linear map into the teacher's
+    width when the two differ (dropped from the saved student; none when they match), both
+    trained with the student (no weight decay). As the released code: the queue is not emptied
+    between epochs, each model reads the raw text with its own tokenizer (cut at the training
+    max_length), the teacher pools as its checkpoint declares unless `pooler` is given. One
+    process only (the code keeps a queue per process; gathering would misalign the diagonal).
+    `teacher` is a checkpoint folder or hub name; its state (queue, scale, W) is saved in last/.
+    """
+
+    def __init__(
+        self,
+        teacher: str = "",
+        queue_size: int = 65536,
+        scale_init: float = 1.0,
+        learnable_scale: bool = True,
+        pooler: str = "",
+    ):
+        import torch
+
+        from embeval.core import distributed as dist
+        from embeval.core.model import load_model
+
+        if not teacher:
+            raise ValueError("negatives provider teacher needs --negatives-arg teacher=CHECKPOINT")
+        if queue_size < 0:
+            raise ValueError(f"teacher: queue_size must be >= 0, got {queue_size}")
+        if dist.world_size() > 1:
+            raise ValueError("negatives provider teacher runs in one process only")
+        self.model, self.tokenizer, self.info = load_model(teacher, pooler=pooler or None)
+        self.model.requires_grad_(False)
+        self.queue_size = queue_size
+        self.log_scale = torch.nn.Parameter(torch.tensor(float(scale_init)))
+        self.log_scale.requires_grad_(learnable_scale)
+        self.projection = None  # made by check(), once the student's width is known
+        self.queue = None  # (k, H_t) normalised, newest first
+        self.same_tokenizer = False
+        self._pending = None
+
+    def check(self, n_examples: int, global_batch: int, model=None, tokenizer=None) -> None:
+        import torch
+
+        if self.queue_size + global_batch > n_examples:
+            raise ValueError(
+                f"negatives provider teacher: queue_size {self.queue_size} + the batch "
+                f"{global_batch} exceed the {n_examples} training examples: the queue would hold "
+                f"a batch's own sentences as their negatives; use --negatives-arg "
+                f"queue_size={max(0, n_examples - global_batch)} or less"
+            )
+        device = next(model.parameters()).device
+        self.model.to(device)
+        self.log_scale.data = self.log_scale.data.to(device)  # the same Parameter, moved
+        student = model.backbone.config.hidden_size
+        width = self.model.backbone.config.hidden_size
+        if student != width and self.projection is None:
+            gen = torch.Generator().manual_seed(0)  # the same W in every run and on --resume
+            self.projection = torch.nn.Linear(student, width)
+            bound = 1 / student**0.5  # nn.Linear's own initialisation, from a seeded generator
+            with torch.no_grad():
+                self.projection.weight.uniform_(-bound, bound, generator=gen)
+                self.projection.bias.uniform_(-bound, bound, generator=gen)
+            self.projection.to(device)
+        if tokenizer is not None:
+            self.same_tokenizer = tokenizer.get_vocab() == self.tokenizer.get_vocab()
+
+    def parameters(self) -> list:
+        extra = list(self.projection.parameters()) if self.projection is not None else []
+        return [p for p in [self.log_scale, *extra] if p.requires_grad]
+
+    def temperature(self):
+        return 1 / self.log_scale.exp()  # logits = s * cos, s = exp(log_scale)
+
+    def project(self, emb):  # (V, b, H_s) -> (V, b, H_t)
+        return emb if self.projection is None else self.projection(emb.float())
+
+    def columns(self, batch):
+        import torch
+        import torch.nn.functional as F
+
+        device = batch.emb.device
+        self.model.eval()
+        texts = batch.views.texts[batch.views.order[0]]
+        if self.same_tokenizer:
+            inputs = batch.tokenize(texts)
+        else:
+            enc = self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=batch.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            inputs = {k: v.to(device) for k, v in enc.items()}
+        with torch.no_grad():
+            t = F.normalize(self.model(**inputs).float(), dim=-1)  # (b, H_t)
+        if self.queue is None:
+            self.queue = t.new_zeros((0, t.shape[1]))
+        self.queue = self.queue.to(device)
+        self._pending = t
+        return torch.cat([t, self.queue])  # (b + k, H_t): positives first
+
+    def step_end(self, batch) -> None:
+        if self._pending is not None:
+            import torch
+
+            self.queue = torch.cat([self._pending, self.queue])[: self.queue_size]
+            self._pending = None
+
+    def state_dict(self) -> dict:
+        return {
+            "queue": None if self.queue is None else self.queue.detach().cpu().clone(),
+            "log_scale": self.log_scale.detach().cpu().clone(),
+            "projection": None
+            if self.projection is None
+            else {k: v.detach().cpu().clone() for k, v in self.projection.state_dict().items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        import torch
+
+        self.queue = state["queue"]
+        with torch.no_grad():
+            self.log_scale.copy_(state["log_scale"])
+            if self.projection is not None and state["projection"] is not None:
+                self.projection.load_state_dict(state["projection"])

@@ -152,9 +152,10 @@ class Trainer:
             config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.backbone, config.weight_decay), lr=config.lr, eps=1e-8
-        )
+        groups = param_groups(self.backbone, config.weight_decay)
+        if self.batches.extra_parameters():  # a provider's own weights (DistilCSE's scale)
+            groups.append({"params": self.batches.extra_parameters(), "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, eps=1e-8)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
         )
@@ -217,7 +218,8 @@ class Trainer:
                 self.scaler.scale(loss * self.world).backward()
                 if cfg.max_grad_norm:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled
-                    torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), cfg.max_grad_norm)
+                    clipped = [*self.backbone.parameters(), *self.batches.extra_parameters()]
+                    torch.nn.utils.clip_grad_norm_(clipped, cfg.max_grad_norm)
                 with sigint_deferred():  # Ctrl-C lands before or after a step, never inside
                     self.scaler.step(self.optimizer)
                     self.scaler.update()

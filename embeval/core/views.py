@@ -53,15 +53,16 @@ class Augment:
 @dataclass(frozen=True)
 class Views:
     """The texts of a batch's views: view v is `texts[order[v]]`, b texts each, with noise
-    `augment[v]` (none when `augment` is empty or holds None)."""
+    `augment[v]` (none when `augment` is empty or holds None). A single view (anchors only)
+    leaves every candidate column, positives first, to the negatives providers."""
 
     texts: list[list[str]]  # distinct text columns, (C, b)
     order: tuple[int, ...]  # (V,) column of each view: 0 anchors, 1 positives, 2+ extra columns
     augment: tuple[Augment | None, ...] = ()  # (V,) or ()
 
     def __post_init__(self):
-        if len(self.order) < 2:
-            raise ValueError(f"a view builder must give anchors and positives, got {self.order}")
+        if len(self.order) < 1:
+            raise ValueError(f"a view builder must give anchors (and positives), got {self.order}")
         if not all(0 <= c < len(self.texts) for c in self.order):
             raise ValueError(f"views {self.order} name a column beyond the {len(self.texts)} given")
         if len({len(col) for col in self.texts}) > 1:
@@ -131,7 +132,15 @@ def extra_views(view: str, example: Example, args: dict | None = None) -> int:
     """How many views beyond anchors and positives `view` builds for examples like `example`
     (each adds one candidate column per anchor); a ValueError if the view cannot use them or
     its settings `args` are out of range."""
-    return len(VIEWS.get(view)([example], **view_arguments(view, args)).order) - 2
+    return max(0, len(VIEWS.get(view)([example], **view_arguments(view, args)).order) - 2)
+
+
+@VIEWS.register("anchors")
+def anchors(examples: Sequence[Example]) -> Views:
+    """Anchors only (DistilCSE, caskcsg/sentemb DistilCSE/): each sentence once, every
+    candidate column, positives first, comes from a negatives provider (``--negatives
+    teacher``: the teacher's embeddings of the same sentences, then its queue)."""
+    return Views([[ex[0] for ex in examples]], (0,))
 
 
 @VIEWS.register("esimcse")

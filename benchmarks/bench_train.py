@@ -12,6 +12,10 @@ excludes Trainer overhead. Each side runs in its own process so peak memory (max
 allocated on CUDA) is its own; the first 3 steps are warm-up and not timed.
 
     nice python benchmarks/bench_train.py [--model random-tiny] [--steps 100] [--batch-size 64]
+
+--methods esimcse,consert,distilcse instead times embeval's training methods against its own
+InfoNCE (dropout views) on the same model, batches and device: sentences/s relative to infonce
+and peak memory, each in its own process (DistilCSE distils the model from itself).
 """
 
 from __future__ import annotations
@@ -54,12 +58,29 @@ def batches(args) -> list[list[str]]:
     ]
 
 
+# embeval's training methods, as TrainConfig fields (see README "Methods from the literature")
+METHODS = {
+    "infonce": {},
+    "esimcse": {"view": "esimcse", "negatives": ["momentum-queue"]},
+    "consert": {"view": "consert", "loss": "nt-xent", "temperature": 0.1, "dropout": 0.0},
+    "distilcse": {"view": "anchors", "negatives": ["teacher"]},
+}
+
+
+def method_fields(args) -> dict:
+    fields = dict(METHODS[args.method])
+    if args.method == "distilcse":
+        fields["negatives_args"] = {"teacher": args.model, "queue_size": 1024}
+    return fields
+
+
 def run_embeval(args, device) -> dict:
     from embeval.core.model import load_model
     from embeval.core.trainer import TrainConfig, Trainer
 
     model, tok, _ = load_model(args.model, pooler="cls_before_pooler")
     cfg = TrainConfig(
+        **method_fields(args),
         batch_size=args.batch_size,
         max_length=args.max_length,
         lr=args.lr,
@@ -125,10 +146,14 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--methods", help="comma-separated: " + ", ".join(list(METHODS)[1:]))
+    ap.add_argument("--method", default="infonce", help=argparse.SUPPRESS)
     ap.add_argument("--side", choices=["embeval", "st"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
         return child(args)
+    if args.methods:
+        return compare_methods(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model == "random-tiny":
@@ -156,6 +181,43 @@ def main() -> None:
     print(
         f"embeval / sentence-transformers speed: {e['sentences_per_s'] / s['sentences_per_s']:.2f}x"
     )
+
+
+def child_command(args, side: str, method: str = "infonce") -> list[str]:
+    cmd = [sys.executable, __file__, "--side", side, "--model", args.model, "--method", method]
+    for k in ("data", "steps", "batch_size", "max_length", "lr", "device"):
+        if getattr(args, k) is not None:
+            cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    return cmd
+
+
+def compare_methods(args) -> None:
+    names = ["infonce", *[m.strip() for m in args.methods.split(",") if m.strip()]]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        sys.exit(f"--methods: unknown {unknown}; choose among {list(METHODS)[1:]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model == "random-tiny":
+            from embeval.core.model import random_tiny, save_checkpoint
+
+            backbone, tok = random_tiny(0)
+            save_checkpoint(backbone, tok, Path(tmp) / "tiny", "cls_before_pooler", args.max_length)
+            args.model = str(Path(tmp) / "tiny")
+        res = {}
+        for m in names:
+            run = subprocess.run(
+                child_command(args, "embeval", m), check=True, capture_output=True, text=True
+            )
+            res[m] = json.loads(run.stdout.strip().splitlines()[-1])
+    base = res["infonce"]["sentences_per_s"]
+    print(
+        f"batch {args.batch_size}  max_length {args.max_length}  timed steps {args.steps}  "
+        f"device {res['infonce']['device']}"
+    )
+    print(f"{'method':12}{'sentences/s':>14}{'vs infonce':>12}{'peak MiB':>10}")
+    for m in names:
+        speed = res[m]["sentences_per_s"]
+        print(f"{m:12}{speed:14.1f}{speed / base:11.2f}x{res[m]['peak_mb']:10.0f}")
 
 
 if __name__ == "__main__":

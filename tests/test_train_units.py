@@ -162,8 +162,9 @@ def test_view_builders():
     assert pairs([t[:2] for t in ex]).order == (0, 1)
     with pytest.raises(ValueError, match="needs a CSV"):
         pairs([("a",)])
-    with pytest.raises(ValueError, match="anchors and positives"):
-        Views([["a"]], (0,))
+    with pytest.raises(ValueError, match="must give anchors"):
+        Views([["a"]], ())
+    assert Views([["a"]], (0,)).order == (0,)  # anchors only: providers give the candidates
     with pytest.raises(ValueError, match="beyond the 1 given"):
         Views([["a"]], (0, 1))
     assert default_view(("sent0",)) == "dropout" and default_view(("sent0", "sent1")) == "pairs"

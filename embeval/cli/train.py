@@ -74,18 +74,32 @@ class UnitOption(click.Option):
     registry's units (name: first docstring line), read when the help is shown, so that
     `embeval` itself starts without importing torch (the losses need it)."""
 
-    def __init__(self, *args, registry: str, **kwargs):
+    def __init__(self, *args, registry: str, settings: int | None = None, **kwargs):
         self.registry, self.intro = registry, kwargs.get("help", "")  # "module:ATTRIBUTE"
+        self.settings = settings  # list each unit's settings: its parameters after this many
         super().__init__(*args, **kwargs)
 
     def get_help_record(self, ctx):
         module, _, attr = self.registry.partition(":")
         reg = getattr(importlib.import_module(module), attr)
+        units = reg.help()
+        if self.settings is not None:
+            from embeval.core.losses import accepted_arguments
+            from embeval.registry import first_line
+
+            units = "; ".join(
+                f"{name}: {first_line(unit)}" + _settings(accepted_arguments(unit, self.settings))
+                for name, unit in reg.items()
+            )
         self.help = (
-            f"{self.intro} Built in: {reg.help() or 'none'}. Or your own: package.module:name, "
+            f"{self.intro} Built in: {units or 'none'}. Or your own: package.module:name, "
             f"or an installed package's entry point in the group {reg.group}."
         )
         return super().get_help_record(ctx)
+
+
+def _settings(accepted: str) -> str:
+    return "" if accepted == "none" else f" [settings: {accepted}]"
 
 
 def key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
@@ -188,16 +202,35 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     "--view",
     cls=UnitOption,
     registry="embeval.core.views:VIEWS",
+    settings=1,
     help="How examples become views (anchors, positives, hard negatives). Default: by --data, "
     "dropout for one sentence per line, pairs for a CSV.",
+)
+@click.option(
+    "--view-arg",
+    "view_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="A setting of the --view builder (repeatable), e.g. dup_rate=0.32 for esimcse; "
+    "checked and typed against its signature as --loss-arg is.",
 )
 @click.option(
     "--negatives",
     cls=UnitOption,
     registry="embeval.core.negatives:NEGATIVES",
+    settings=0,
     multiple=True,
-    help="An extra-negative provider adding columns to the similarity matrix (repeatable). "
-    "ESimCSE's queue or a teacher would be one.",
+    help="An extra-negative provider adding columns to the similarity matrix (repeatable).",
+)
+@click.option(
+    "--negatives-arg",
+    "negatives_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=key_values,
+    help="A setting of the --negatives providers (repeatable; each takes the keys it names), "
+    "e.g. queue_size=160 for momentum-queue. train_config.json records every provider's.",
 )
 @click.option(
     "--objective",

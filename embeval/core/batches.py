@@ -16,32 +16,44 @@ import torch
 import torch.nn.functional as F
 
 from embeval.core import distributed as dist
+from embeval.core.augment import embedding_layer_hooks, repeat_tokens
 from embeval.core.losses import (
     Loss,
+    all_views,
     batch_inputs,
     bind_loss_arguments,
     get_loss,
     in_batch_only,
 )
-from embeval.core.negatives import Batch, make_providers
+from embeval.core.negatives import (
+    Batch,
+    load_provider_states,
+    make_providers,
+    provider_states,
+)
 from embeval.core.poolers import POOLERS
-from embeval.core.train_config import TrainConfig
+from embeval.core.train_config import TrainConfig, _flat
 from embeval.core.train_data import TrainData, epoch_order
-from embeval.core.views import VIEWS, extra_views, view_name
+from embeval.core.views import VIEWS, extra_views, view_arguments, view_name
 
 
 def similarity(
     emb: torch.Tensor,  # (V, b, H) the views' embeddings
     extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
     dim: int | None = None,  # keep the first `dim` coordinates (Matryoshka); None: all
-) -> torch.Tensor:  # (W b, W b (V - 1) + W k)
+    every_view: bool = False,  # rows of every view, not the anchors only (NT-Xent)
+) -> torch.Tensor:  # (W b, W b (V - 1) + W k), or (V W b, V W b + W k)
     """Cosines of the anchors (emb[0]) with the candidates (emb[1:], then `extra`), gathered
-    over processes, in float32: the matrix a loss receives."""
+    over processes, in float32: the matrix a loss receives. With `every_view`, every view
+    against every view, then the extra columns."""
     emb = F.normalize(emb[..., :dim].float(), dim=-1)  # cosine in float32
     anchors = dist.gather_with_grad(emb[0])  # (W b, H)
     cands = [dist.gather_with_grad(e) for e in emb[1:]]  # (V - 1) x (W b, H)
     if extra is not None:
         cands.append(dist.gather_with_grad(F.normalize(extra[..., :dim].float(), dim=-1)))
+    if every_view:
+        rows = torch.cat([anchors, *cands[: len(emb) - 1]])
+        return rows @ torch.cat([rows, *cands[len(emb) - 1 :]]).T
     return anchors @ torch.cat(cands).T
 
 
@@ -51,6 +63,7 @@ def contrastive_loss(
     extra: torch.Tensor | None = None,  # (k, H) providers' candidate columns
     fn: Loss | None = None,  # the loss cfg.loss names, when already looked up
     inputs: dict | None = None,  # the batch inputs the loss takes (losses.BATCH_INPUTS)
+    temperature: torch.Tensor | None = None,  # () a provider's learnable one, else cfg's
 ) -> torch.Tensor:  # ()
     """The training loss of one batch from its embeddings, as SimCSE's `cl_forward` forms it.
 
@@ -64,13 +77,17 @@ def contrastive_loss(
     `cfg.matryoshka_dims` the loss is sum_d w_d * L(sim of the first d coordinates), each
     prefix normalised on its own; w_d from `cfg.matryoshka_weights` (default 1). Any loss can be
     wrapped; `inputs` (e.g. the reference model's full-width ref_sim) are the same for every d.
+    A loss marked `all_views` (NT-Xent) gets every view against every view instead:
+    (V W b, V W b + W k). `temperature` is a provider's learnable one (DistilCSE), else cfg's.
     """
     fn = fn or get_loss(cfg.loss)
     kwargs = {**bind_loss_arguments(fn, cfg.loss_args, cfg.loss), **(inputs or {})}
+    tau = cfg.temperature if temperature is None else temperature
     dims = cfg.matryoshka_dims or [None]
     weights = cfg.matryoshka_weights or [1.0] * len(dims)
+    every = all_views(fn)
     terms = [
-        w * fn(similarity(emb, extra, d), cfg.temperature, **kwargs)
+        w * fn(similarity(emb, extra, d, every), tau, **kwargs)
         for d, w in zip(dims, weights, strict=True)
     ]
     return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
@@ -83,6 +100,7 @@ def two_d_matryoshka(
     extra: torch.Tensor | None = None,
     fn: Loss | None = None,
     inputs: dict | None = None,
+    temperature: torch.Tensor | None = None,
 ) -> torch.Tensor:  # ()
     """2D Matryoshka (2DMSE, Li et al. 2024), as sentence-transformers' Matryoshka2dLoss
     (AdaptiveLayerLoss over MatryoshkaLoss) computes it with its default weights 1:
@@ -95,12 +113,12 @@ def two_d_matryoshka(
     Matryoshka width (its n_dims_per_step=1 samples one) and the providers' columns of the
     last layer.
     """
-    loss = contrastive_loss(emb, cfg, extra, fn, inputs)
+    loss = contrastive_loss(emb, cfg, extra, fn, inputs, temperature)
     t = cfg.matryoshka_kl_temperature
     h = emb.shape[-1]
     teacher = F.softmax(emb.reshape(-1, h).float() / t, -1).detach() if t > 0 else None
     for layer in layers:
-        loss = loss + contrastive_loss(layer, cfg, extra, fn, inputs) / len(layers)
+        loss = loss + contrastive_loss(layer, cfg, extra, fn, inputs, temperature) / len(layers)
         if teacher is not None:
             student = F.log_softmax(layer.reshape(-1, h).float() / t, -1)
             loss = loss + F.kl_div(student, teacher, reduction="batchmean") * t
@@ -140,21 +158,28 @@ def negatives_per_anchor(global_batch: int, extra_columns: int, in_batch_only: b
     return global_batch - 1 + (0 if in_batch_only else extra_columns * global_batch)
 
 
-def _row_shape(data: TrainData, loss: str, view: str | None) -> tuple[int, bool]:
+def _row_shape(
+    data: TrainData, loss: str, view: str | None, view_args: dict | None = None
+) -> tuple[int, bool]:
     """(extra view columns per anchor, whether the loss reads only the in-batch columns)."""
     try:
-        extra = extra_views(view_name(view, data.columns), data.examples[0])
+        extra = extra_views(view_name(view, data.columns), data.examples[0], view_args)
     except ValueError as exc:  # e.g. view 'pairs' on one sentence per line
         raise ValueError(f"{data.path}: {exc}") from exc
     return extra, in_batch_only(get_loss(loss))
 
 
 def check_batch_size(
-    batch_size: int, world: int, data: TrainData, loss: str, view: str | None = None
+    batch_size: int,
+    world: int,
+    data: TrainData,
+    loss: str,
+    view: str | None = None,
+    view_args: dict | None = None,
 ) -> None:
     """Refuse a batch that leaves no negative for the loss, or that the file cannot fill."""
     n = len(data.examples)
-    extra, only_in_batch = _row_shape(data, loss, view)
+    extra, only_in_batch = _row_shape(data, loss, view, view_args)
     least = 1 if negatives_per_anchor(world, extra, only_in_batch) else 2  # per process
     if batch_size < least:
         why = (
@@ -218,8 +243,21 @@ class Batches:
         self.device, self.world, self.amp = device, world, amp
         self.forward, self.model = forward, model
         self.view = VIEWS.get(config.view)
+        self.view_args = view_arguments(config.view, config.view_args)
         self.loss_fn = get_loss(config.loss)
-        self.providers = make_providers(config.negatives)
+        self.providers = make_providers(config.negatives, _flat(config.negatives_args))
+        for provider in self.providers:  # settings the data cannot serve fail before any step
+            if hasattr(provider, "check"):
+                provider.check(len(data.examples), config.batch_size * world, model, tokenizer)
+        if not self.providers and len(self.view(data.examples[:1], **self.view_args).order) == 1:
+            raise ValueError(
+                f"view {config.view} gives anchors only: a negatives provider must give the "
+                "candidates (e.g. --negatives teacher)"
+            )
+        temperatures = [p for p in self.providers if hasattr(p, "temperature")]
+        if len(temperatures) > 1:
+            raise ValueError("two negatives providers set the temperature; use one of them")
+        self._temperature = temperatures[0].temperature if temperatures else None
         self.inputs = batch_inputs(self.loss_fn)  # e.g. ref_sim: the reference model scores
         self.reference = None
         if "ref_sim" in self.inputs:
@@ -268,42 +306,64 @@ class Batches:
     def loss(self, examples: list[tuple[str, ...]], step: int) -> tuple[torch.Tensor, int]:
         """The loss of `examples` (drawn at `step`) and how many of their texts were cut."""
         b = len(examples)
-        views = self.view(examples)
+        views = self.view(examples, **self.view_args)
         inputs, cut = self.tokenize([t for col in views.texts for t in col])
         if views.order != tuple(range(len(views.texts))):  # a shared column: tokenized once
             rows = torch.cat([torch.arange(b) + c * b for c in views.order]).to(self.device)
             inputs = {k: v[rows] for k, v in inputs.items()}  # (V b, T)
+        if views.augment:  # noise below the text (embeval.core.augment)
+            inputs = repeat_tokens(inputs, views.augment, b, self.tokenizer.pad_token_id or 0)
+        hooks = embedding_layer_hooks(
+            self.model.backbone, views.augment, b, inputs["attention_mask"]
+        )
         hidden = []  # the backbone's outputs, when layers are sampled (2DMSE)
         hook = None
         if self.config.matryoshka_layers:
             hook = self.model.backbone.register_forward_hook(lambda m, a, out: hidden.append(out))
+        tokenize = lambda t: self.tokenize(t)[0]  # noqa: E731
+        new_epoch = step % self.steps_per_epoch == 0
         try:
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                emb = self.forward(**inputs)  # (V b, H)
+                with hooks:
+                    emb = self.forward(**inputs)  # (V b, H)
                 layers = self._sampled_layers(hidden, inputs["attention_mask"])
+                emb = emb.view(len(views.order), b, -1)  # (V, b, H)
+                layers = [e.view(len(views.order), b, -1) for e in layers]
+                batch = Batch(
+                    step,
+                    examples,
+                    views,
+                    emb,
+                    self.model,
+                    tokenize,
+                    new_epoch,
+                    self.config.max_length,
+                )
+                extra = None
+                if self.providers:  # their own forward passes (a momentum encoder) autocast too
+                    extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
+                    self._last = batch
+                    for p in self.providers:  # e.g. DistilCSE's projection into the teacher's
+                        if hasattr(p, "project"):
+                            emb = p.project(emb)
         finally:
             if hook is not None:
                 hook.remove()
-        emb = emb.view(len(views.order), b, -1)  # (V, b, H)
-        layers = [e.view(len(views.order), b, -1) for e in layers]
-        extra, aux = None, None
-        batch = Batch(step, examples, views, emb, self.model, lambda t: self.tokenize(t)[0])
-        if self.objective is not None:
+        aux = None
+        if self.objective is not None:  # outside autocast: heads run in float32
             aux = self.objective(batch)  # ()
             if not getattr(self.objective, "contrastive", True):
                 return aux, cut
-        if self.providers:
-            extra = torch.cat([p.columns(batch) for p in self.providers])  # (k, H)
-            self._last = batch
         given = {}
         if self.reference is not None:
             with torch.no_grad():
                 ref = self.reference(**inputs).view(len(views.order), b, -1)  # (V, b, H')
             given["ref_sim"] = similarity(ref)  # (W b, W b (V - 1))
+        tau = self._temperature() if self._temperature else None  # a learnable one
         if layers:
-            loss = two_d_matryoshka(emb, layers, self.config, extra, self.loss_fn, given)
+            loss = two_d_matryoshka(emb, layers, self.config, extra, self.loss_fn, given, tau)
         else:
-            loss = contrastive_loss(emb, self.config, extra, self.loss_fn, given)
+            loss = contrastive_loss(emb, self.config, extra, self.loss_fn, given, tau)
         return (loss if aux is None else loss + aux), cut
 
     def _sampled_layers(self, hidden: list, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -319,6 +379,17 @@ class Batches:
         mlp = getattr(self.model.backbone, "pooler", None)
         pool = POOLERS.get(self.model.pooler)
         return [pool(mask, states[: i + 1], None if mlp is None else mlp(states[i])) for i in picks]
+
+    def extra_parameters(self) -> list:
+        """The providers' own trainable weights (the optimizer's third group)."""
+        return [w for p in self.providers if hasattr(p, "parameters") for w in p.parameters()]
+
+    def provider_states(self) -> list:
+        """The providers' states, for `last/`."""
+        return provider_states(self.providers)
+
+    def load_provider_states(self, states: list | None, where: str) -> None:
+        load_provider_states(self.providers, states, where)
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

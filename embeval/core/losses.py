@@ -217,6 +217,37 @@ def dclr(
     return F.binary_cross_entropy(p, eye)
 
 
+@LOSSES.register("nt-xent")
+def nt_xent(sim: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent with intra-view negatives (SimCLR; ConSERT, Yan et al., ACL 2021,
+    yym6472/ConSERT), over all views against all views.
+
+    sim is (2B, 2B + k): rows and the first 2B columns are [a; b], the two views' embeddings
+    (then k provider columns, read by the a rows). loss = CE_i([s(a_i, b) | s(a_i, a) with
+    s(a_i, a_i) masked] / tau) + CE_i([s(b_i, a) | s(b_i, b) masked] / tau), the two means
+    *summed* as the code does (the paper writes one direction).
+    """
+    if sim.dim() != 2 or sim.shape[0] % 2 or sim.shape[1] < sim.shape[0]:
+        raise ValueError(f"nt-xent needs the (2B, 2B+k) all-views matrix, got {tuple(sim.shape)}")
+    b = sim.shape[0] // 2
+    eye = torch.eye(b, dtype=torch.bool, device=sim.device)
+    aa, ab, extra = sim[:b, :b], sim[:b, b : 2 * b], sim[:b, 2 * b :]
+    ba, bb = sim[b:, :b], sim[b:, b : 2 * b]
+    target = torch.arange(b, device=sim.device)
+    rows_a = torch.cat([ab, aa.masked_fill(eye, -math.inf), extra], 1) / temperature
+    rows_b = torch.cat([ba, bb.masked_fill(eye, -math.inf)], 1) / temperature
+    return F.cross_entropy(rows_a, target) + F.cross_entropy(rows_b, target)
+
+
+nt_xent.all_views = True  # contrastive_loss hands it every view against every view
+
+
+def all_views(fn: Loss) -> bool:
+    """Whether the loss takes every view against every view, (V B, V B + k), not anchors
+    against candidates (set ``fn.all_views = True``)."""
+    return bool(getattr(fn, "all_views", False))
+
+
 def in_batch_only(fn: Loss) -> bool:
     """Whether the loss reads only the in-batch columns (the first B), so that hard-negative
     and extra columns give an anchor no negative (set ``fn.in_batch_only = True``)."""
@@ -242,15 +273,16 @@ def batch_inputs(fn: Loss) -> list[str]:
     return [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.name in BATCH_INPUTS]
 
 
-def loss_parameters(fn: Loss) -> dict[str, inspect.Parameter]:
+def loss_parameters(fn: Loss, skip: int = 2) -> dict[str, inspect.Parameter]:
     """The loss's hyper-parameters: its parameters after (sim, temperature), by name, without
-    the batch inputs (`BATCH_INPUTS`) it takes."""
-    params = list(inspect.signature(fn).parameters.values())[2:]
-    skip = set(batch_inputs(fn))
+    the batch inputs (`BATCH_INPUTS`) it takes. Other units skip their own leading parameters
+    (a view builder its examples, a provider none)."""
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    inputs = set(batch_inputs(fn))
     return {
         p.name: p
         for p in params
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in skip
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in inputs
     }
 
 
@@ -259,13 +291,18 @@ def loss_arguments(name: str, given: dict | None = None) -> dict:
     return bind_loss_arguments(get_loss(name), given, name)
 
 
-def bind_loss_arguments(fn: Loss, given: dict | None, name: str, kind: str = "loss") -> dict:
+def bind_loss_arguments(
+    fn: Loss, given: dict | None, name: str, kind: str = "loss", skip: int = 2
+) -> dict:
     """The keyword arguments `fn` (loss `name`) is called with: its signature's defaults,
     overridden by `given`. Values given as text (``--loss-arg m=0.2``) are converted to the type
     of the parameter's default. An unknown key, a bad value or a missing required argument fails
-    with a ValueError naming the loss and the arguments it accepts."""
-    params = loss_parameters(fn)
-    accepts = accepted_arguments(fn)
+    with a ValueError naming the loss and the arguments it accepts. View builders (kind "view",
+    skip 1) and negatives providers (kind "negatives provider", skip 0) bind theirs alike."""
+    params = loss_parameters(fn, skip)
+    accepts = accepted_arguments(fn, skip)
+    flags = {"loss": "--loss-arg", "view": "--view-arg", "objective": "--objective-arg"}
+    flag = flags.get(kind, "--negatives-arg")
     takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     given = dict(given or {})
     unknown = [k for k in given if k not in params and not takes_any]  # **kwargs takes any key
@@ -281,15 +318,15 @@ def bind_loss_arguments(fn: Loss, given: dict | None, name: str, kind: str = "lo
     missing = [k for k in params if k not in resolved]
     if missing:
         raise ValueError(
-            f"{kind} {name} needs {', '.join(map(repr, missing))} (--{kind}-arg KEY=VALUE); "
+            f"{kind} {name} needs {', '.join(map(repr, missing))} ({flag} KEY=VALUE); "
             f"it accepts: {accepts}"
         )
     return {k: resolved[k] for k in [*params, *converted] if k in resolved}  # signature order
 
 
-def accepted_arguments(fn: Loss) -> str:
+def accepted_arguments(fn: Loss, skip: int = 2) -> str:
     """The loss's arguments for messages: 'm (default 0.3)', or 'none'."""
-    params = loss_parameters(fn).values()
+    params = loss_parameters(fn, skip).values()
     text = [p.name if p.default is p.empty else f"{p.name} (default {p.default!r})" for p in params]
     return ", ".join(text) or "none"
 

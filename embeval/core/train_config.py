@@ -19,10 +19,10 @@ from embeval.core.losses import (
     loss_arguments,
     loss_parameters,
 )
-from embeval.core.negatives import NEGATIVES
+from embeval.core.negatives import NEGATIVES, negatives_arguments
 from embeval.core.objectives import OBJECTIVES, objective_arguments
 from embeval.core.poolers import POOLERS
-from embeval.core.views import VIEWS, view_name
+from embeval.core.views import VIEWS, view_arguments, view_name
 
 
 @dataclass
@@ -33,6 +33,7 @@ class TrainConfig:
     temperature: float = 0.05
     loss_args: dict = field(default_factory=dict)  # the loss's keyword arguments, e.g. {"m": 0.2}
     view: str | None = None  # a VIEWS name; None: by the data (.txt -> dropout, CSV -> pairs)
+    view_args: dict = field(default_factory=dict)  # the view builder's settings
     negatives: list[str] = field(default_factory=list)  # NEGATIVES providers: extra columns
     reference_model: str | None = None  # frozen model behind a loss's ref_sim (gcse, dclr)
     matryoshka_dims: list[int] = field(default_factory=list)  # loss summed over prefixes
@@ -41,6 +42,7 @@ class TrainConfig:
     matryoshka_kl_temperature: float = 0.3  # 2DMSE's KL term (last layer teaches); 0: none
     objective: str | None = None  # an OBJECTIVES head trained beside the encoder (sbert-nli)
     objective_args: dict = field(default_factory=dict)  # its keyword arguments
+    negatives_args: dict = field(default_factory=dict)  # provider -> its settings (resolved)
     batch_size: int = 64  # per process
     lr: float = 3e-5
     epochs: int = 1
@@ -78,6 +80,11 @@ class TrainConfig:
                 f"loss {self.loss} scores each batch with a frozen model: give --reference-model "
                 "(a checkpoint, or 'initial' for a frozen copy of the starting weights)"
             )
+        if self.view is not None:
+            view_arguments(self.view, self.view_args)
+        elif self.view_args:
+            raise ValueError("view_args need a view (--view NAME)")
+        negatives_arguments(self.negatives, _flat(self.negatives_args))
         for name in ("pooler", "eval_pooler"):
             try:  # a registered name or user code; unknown names get a "did you mean"
                 unit = POOLERS.get(getattr(self, name))
@@ -123,12 +130,21 @@ class TrainConfig:
             loss=LOSSES.canonical(self.loss),
             loss_args=loss_arguments(self.loss, self.loss_args),
             view=view_name(self.view, columns),
+            view_args=view_arguments(view_name(self.view, columns), self.view_args),
             negatives=[NEGATIVES.canonical(n) for n in self.negatives],
             objective=None if self.objective is None else OBJECTIVES.canonical(self.objective),
             objective_args={}
             if self.objective is None
             else objective_arguments(self.objective, self.objective_args),
+            negatives_args=negatives_arguments(self.negatives, _flat(self.negatives_args)),
         )
+
+
+def _flat(args: dict) -> dict:
+    """Provider settings as given (KEY: VALUE) or as resolved (provider: {KEY: VALUE})."""
+    if all(isinstance(v, dict) for v in args.values()) and args:
+        return {k: v for per in args.values() for k, v in per.items()}
+    return args
 
 
 # Fields added after resumable states existed, with the value their absence stands for.
@@ -143,6 +159,8 @@ FIELDS_ADDED = {
     "matryoshka_kl_temperature": 0.3,
     "objective": None,
     "objective_args": {},
+    "view_args": {},
+    "negatives_args": {},
 }
 # Loss settings that were config fields before `loss_args` held them: field -> loss argument.
 # Each loss took those of them it has (as `embeval train --focal-m` etc. still set them).
@@ -166,7 +184,7 @@ def saved_config(saved: dict, columns: Sequence[str]) -> dict:
 
 
 def _copy(value):
-    return list(value) if isinstance(value, list) else value
+    return type(value)(value) if isinstance(value, list | dict) else value
 
 
 def simcse_poolers(

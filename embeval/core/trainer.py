@@ -131,7 +131,9 @@ class Trainer:
         self.backbone = backbone.to(self.device)
         self.model = SentenceModel(self.backbone, config.pooler)
         self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
-        check_batch_size(config.batch_size, self.world, self.data, config.loss, config.view)
+        check_batch_size(
+            config.batch_size, self.world, self.data, config.loss, config.view, config.view_args
+        )
         self.objective = self._make_objective(tokenizer)
         self.amp = config.amp and self.device.type == "cuda"
         self.ddp = None
@@ -154,16 +156,12 @@ class Trainer:
             config.steps if config.steps is not None else config.epochs * self.steps_per_epoch
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.backbone, config.weight_decay)
-            + [
-                g
-                for g in param_groups(self.objective or torch.nn.Module(), config.weight_decay)
-                if g["params"]
-            ],
-            lr=config.lr,
-            eps=1e-8,
-        )
+        groups = param_groups(self.backbone, config.weight_decay)
+        objective = self.objective or torch.nn.Module()
+        groups += [g for g in param_groups(objective, config.weight_decay) if g["params"]]
+        if self.batches.extra_parameters():  # a provider's own weights (DistilCSE's scale)
+            groups.append({"params": self.batches.extra_parameters(), "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, eps=1e-8)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(config.warmup_steps, self.total_steps)
         )
@@ -226,7 +224,11 @@ class Trainer:
                 self.scaler.scale(loss * self.world).backward()
                 if cfg.max_grad_norm:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled
-                    params = [*self.backbone.parameters(), *trainable(self.objective)]
+                    params = [
+                        *self.backbone.parameters(),
+                        *trainable(self.objective),
+                        *self.batches.extra_parameters(),
+                    ]
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 with sigint_deferred():  # Ctrl-C lands before or after a step, never inside
                     self.scaler.step(self.optimizer)
@@ -242,7 +244,7 @@ class Trainer:
                         rec = self._train_record(window, dt)
                         window, t0 = [], time.perf_counter()
                     self._unlogged = rec  # logged with the evaluation, or by the interrupt
-                self.batches.step_end()  # e.g. a negatives queue takes in this batch
+                    self.batches.step_end()  # a negatives queue takes in this batch, as saved
                 bar.update(1)
                 if rec:
                     rec["truncated"] = self._total_truncated()  # each rank counted its slice
@@ -387,6 +389,7 @@ class Trainer:
             "rng": rngs,  # per rank: dropout streams diverge with each rank's batch shapes
             "config": dataclasses.asdict(self.config),
             "data": self._data_info(),
+            "providers": self.batches.provider_states(),  # a queue, a momentum encoder
         }
         if self.objective is not None:  # the head: for --resume, not part of the checkpoint
             state["objective"] = self.objective.state_dict()
@@ -412,6 +415,10 @@ class Trainer:
                 self.objective.load_state_dict(state["objective"])
             except (KeyError, RuntimeError) as exc:
                 raise TrainingError(f"{last}: no state of objective fits: {exc}") from exc
+        try:
+            self.batches.load_provider_states(state.get("providers"), str(last / STATE_FILE))
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
         self.step = state["step"]
         self.truncated = state["truncated"] if dist.is_main() else 0  # the sum stays right
         self.best_score, self.best_step = state["best_score"], state["best_step"]

@@ -8,6 +8,12 @@ once when cut to max_length. A method that makes its positives differently (anot
 a back-translation) is one function and one `@VIEWS.register` line; the loop and the losses stay
 as they are. A user's own builder is ``--view package.module:function`` or an entry point in the
 group ``embeval.views``.
+
+A builder's keyword arguments after `examples` are its settings (``--view-arg KEY=VALUE``, typed
+by their defaults as loss arguments are). Noise below the text (ESimCSE's duplicated subword
+tokens, ConSERT's embedding-layer shuffles and cutoffs) is an `Augment` per view: the batch
+applies its `token_ids` to each tokenized sentence and its `position_ids` / `embeddings` to the
+view's rows of the embedding layer (`embeval.core.augment`).
 """
 
 from __future__ import annotations
@@ -20,28 +26,57 @@ from embeval.registry import Registry, UnknownUnit
 Example = tuple[str, ...]
 
 
+class Augment:
+    """A view's noise below its text; override what the method changes (each default changes
+    nothing). Randomness comes from Python's `random` or torch's global generator, whose states
+    a run saves, so that --resume draws what an uninterrupted run draws."""
+
+    def token_ids(self, ids: list[int]) -> list[int]:
+        """One sentence's token ids, [CLS] ... [SEP] without padding -> the view's ids."""
+        return ids
+
+    def position_ids(self, position_ids, attention_mask):  # (b, T), (b, T) -> (b, T)
+        """The position ids the embedding layer uses for the view's rows."""
+        return position_ids
+
+    def embeddings(self, emb, attention_mask):  # (b, T, H), (b, T) -> (b, T, H)
+        """The embedding layer's output (after its LayerNorm and dropout) for the view's rows."""
+        return emb
+
+    def changes_embedding_layer(self) -> bool:
+        cls = type(self)
+        return (
+            cls.position_ids is not Augment.position_ids or cls.embeddings is not Augment.embeddings
+        )
+
+
 @dataclass(frozen=True)
 class Views:
-    """The texts of a batch's views: view v is `texts[order[v]]`, b texts each."""
+    """The texts of a batch's views: view v is `texts[order[v]]`, b texts each, with noise
+    `augment[v]` (none when `augment` is empty or holds None). A single view (anchors only)
+    leaves every candidate column, positives first, to the negatives providers."""
 
     texts: list[list[str]]  # distinct text columns, (C, b)
     order: tuple[int, ...]  # (V,) column of each view: 0 anchors, 1 positives, 2+ extra columns
+    augment: tuple[Augment | None, ...] = ()  # (V,) or ()
 
     def __post_init__(self):
-        if len(self.order) < 2:
-            raise ValueError(f"a view builder must give anchors and positives, got {self.order}")
+        if len(self.order) < 1:
+            raise ValueError(f"a view builder must give anchors (and positives), got {self.order}")
         if not all(0 <= c < len(self.texts) for c in self.order):
             raise ValueError(f"views {self.order} name a column beyond the {len(self.texts)} given")
         if len({len(col) for col in self.texts}) > 1:
             raise ValueError("every view must hold one text per example of the batch")
+        if self.augment and len(self.augment) != len(self.order):
+            raise ValueError(f"{len(self.augment)} augmentations for {len(self.order)} views")
 
 
-ViewBuilder = Callable[[Sequence[Example]], Views]
+ViewBuilder = Callable[..., Views]  # view(examples, **settings)
 
 
 def _check_view(label: str, fn) -> None:
     if not callable(fn):
-        raise UnknownUnit(f"view {label}: expected a function view(examples) -> Views")
+        raise UnknownUnit(f"view {label}: expected a function view(examples, **args) -> Views")
 
 
 VIEWS: Registry[ViewBuilder] = Registry("view", check=_check_view)
@@ -95,7 +130,81 @@ def view_name(view: str | None, columns: Sequence[str]) -> str:
     return default_view(columns) if view is None else VIEWS.canonical(view)
 
 
-def extra_views(view: str, example: Example) -> int:
+def view_arguments(view: str, given: dict | None = None) -> dict:
+    """The settings view builder `view` runs with: its keyword defaults overridden by `given`
+    (text converted to the default's type); an unknown key or a bad value is a ValueError."""
+    from embeval.core.losses import bind_loss_arguments  # the binder losses use
+
+    return bind_loss_arguments(VIEWS.get(view), given, VIEWS.canonical(view), "view", skip=1)
+
+
+def extra_views(view: str, example: Example, args: dict | None = None) -> int:
     """How many views beyond anchors and positives `view` builds for examples like `example`
-    (each adds one candidate column per anchor); a ValueError if the view cannot use them."""
-    return len(VIEWS.get(view)([example]).order) - 2
+    (each adds one candidate column per anchor); a ValueError if the view cannot use them or
+    its settings `args` are out of range."""
+    return max(0, len(VIEWS.get(view)([example], **view_arguments(view, args)).order) - 2)
+
+
+@VIEWS.register("anchors")
+def anchors(examples: Sequence[Example]) -> Views:
+    """Anchors only (DistilCSE, caskcsg/sentemb DistilCSE/): each sentence once, every
+    candidate column, positives first, comes from a negatives provider (``--negatives
+    teacher``: the teacher's embeddings of the same sentences, then its queue)."""
+    return Views([[ex[0] for ex in examples]], (0,))
+
+
+@VIEWS.register("esimcse")
+def esimcse(examples: Sequence[Example], dup_rate: float = 0.32, max_dup: int = 10) -> Views:
+    """ESimCSE (Wu et al., COLING 2022; caskcsg/sentemb ESimCSE/): the positive repeats a few
+    subword tokens of the sentence ("word repetition"), dropout still on.
+
+    For a sentence of L tokens with [CLS] and [SEP] (cut to max_length first), n =
+    randrange(min(max_dup, int(dup_rate * L))) positions among 1 .. L-2 are drawn without
+    replacement and each of those tokens is written twice; when int(dup_rate * L) is 0 nothing
+    changes (no draw). As the released code's `dup_type bpe`, not the paper's text: token level,
+    [CLS]/[SEP] never repeated, the view may end longer than max_length. The code draws once
+    per example when it preprocesses the data; this draws anew at every batch. Pair with
+    ``--negatives momentum-queue`` for ESimCSE's momentum-contrast negatives.
+    """
+    from embeval.core.augment import TokenRepetition  # torch-free, but kept beside its kin
+
+    rep = TokenRepetition(dup_rate, max_dup)  # checks its settings
+    return Views([[ex[0] for ex in examples]], (0, 0), (None, rep))
+
+
+CONSERT_AUGMENTS = ("none", "shuffle", "token_cutoff", "feature_cutoff")
+
+
+@VIEWS.register("consert")
+def consert(
+    examples: Sequence[Example],
+    aug1: str = "feature_cutoff",
+    aug2: str = "shuffle",
+    cutoff_rate: float = 0.2,
+) -> Views:
+    """ConSERT (Yan et al., ACL 2021; yym6472/ConSERT): two views of each sentence made in the
+    embedding layer, `aug1` for the anchors and `aug2` for the positives.
+
+    shuffle: the position ids of the sentence's tokens ([CLS]/[SEP] included) permuted;
+    token_cutoff: int(cutoff_rate * n) of its n tokens' embedding rows zeroed; feature_cutoff:
+    int(cutoff_rate * H) embedding dimensions zeroed; none: the sentence as is. Applied to the
+    embedding layer's output, after its LayerNorm and dropout, as the code does. The defaults
+    are the released unsupervised script's (feature cutoff 0.2 and shuffle); it also turns
+    dropout off (``--dropout 0``). Pair with ``--loss nt-xent``.
+    """
+    from embeval.core.augment import Cutoff, TokenShuffle
+
+    def make(name: str, which: str):
+        if name not in CONSERT_AUGMENTS:
+            raise ValueError(
+                f"view consert: {which} must be one of {CONSERT_AUGMENTS}, got {name!r}"
+            )
+        if name == "shuffle":
+            return TokenShuffle()
+        if name.endswith("cutoff"):
+            return Cutoff(name.split("_")[0], cutoff_rate)
+        return None
+
+    if not 0.0 <= cutoff_rate < 1.0:
+        raise ValueError(f"view consert: cutoff_rate must be in [0, 1), got {cutoff_rate}")
+    return Views([[ex[0] for ex in examples]], (0, 0), (make(aug1, "aug1"), make(aug2, "aug2")))

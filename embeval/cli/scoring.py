@@ -35,6 +35,8 @@ def run_score(
     data,
     quantize=None,
     postprocess=(),
+    whiten=None,
+    whiten_dim=None,
     overwrite=False,
     jobs=-1,
 ):
@@ -67,6 +69,8 @@ def run_score(
         quantize=quantize,
         sharded=launched,
         postprocess=postprocess,
+        whiten=whiten,
+        whiten_dim=whiten_dim,
     )
     names = split_tasks(tasks)
     describe = encoder.describe()

@@ -155,12 +155,23 @@ class Whiten:
         return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def spectrum_rank(s: np.ndarray) -> int:
+    """Directions with variance among descending covariance singular values s (D,): those above
+    s_max * D * float64 eps (numpy's matrix_rank tolerance)."""
+    return int((s > s[0] * len(s) * np.finfo(np.float64).eps).sum()) if s[0] > 0 else 0
+
+
+def covariance_rank(x: np.ndarray) -> int:
+    """`spectrum_rank` of the covariance of x (N, D): the most dimensions `Whiten` can keep."""
+    return spectrum_rank(np.linalg.svd(np.cov(np.asarray(x, np.float64).T), compute_uv=False))
+
+
 def whitening(x: np.ndarray, k: int, asked: str = "") -> tuple[np.ndarray, np.ndarray]:
     """(mu (D,), W (D, K)) of `Whiten` fitted on x (N, D) float64; see its docstring. `asked`
     names the request in the error (default: --whiten-dim K)."""
     mu = x.mean(axis=0)  # (D,)
     u, s, _ = np.linalg.svd(np.cov(x.T))  # (D, D), (D,) descending
-    rank = int((s > s[0] * len(s) * np.finfo(np.float64).eps).sum()) if s[0] > 0 else 0
+    rank = spectrum_rank(s)
     if k > rank:
         raise WhiteningError(
             f"{asked or f'--whiten-dim {k}'}: the covariance of the {len(x)} fit vectors has "

@@ -12,14 +12,16 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import FakeEncoder
 
 from embeval.cli import main
 from embeval.core.model import random_tiny, save_checkpoint
 from embeval.core.poolers import POOLERS
 from embeval.eval.encoders.chain import build_encoder
-from embeval.eval.scoring.audit import AUDIT_POOLERS, AuditSpec, audit_grid, run_audit
+from embeval.eval.report.build import build, render_html
+from embeval.eval.scoring.audit import AUDIT_POOLERS, AuditSpec, audit_grid, matches, run_audit
 from embeval.eval.scoring.score import score
-from embeval.results.files import load_run
+from embeval.results.files import load_run, save_run
 
 TASKS = ["STSBenchmark", "STS12"]
 LIMIT = 40
@@ -40,6 +42,7 @@ def test_grid_comes_from_the_registries_own_setting_first(ckpt):
     assert grid["aggregation"] == ["all", "mean", "wmean"]
 
 
+@pytest.mark.slow  # ~40 s CPU: 2 x 64 grid points (the CLI's second audit among them)
 def test_audit_names_the_choice_that_made_the_expected_figures(ckpt, shared_data, tmp_path):
     enc = build_encoder(str(ckpt), pooler="cls_before_pooler", no_cache=True, progress=False)
     ref = score(enc, TASKS, root=shared_data, limit=LIMIT, diagnostics=False)
@@ -82,3 +85,32 @@ def test_audit_names_the_choice_that_made_the_expected_figures(ckpt, shared_data
     assert json.loads(out.read_text())["meta"]["audit"]["expected"] == expect
     bad = CliRunner().invoke(main, [*args[:-2], "--expect", "STS99=1"])
     assert bad.exit_code == 2 and "--expect STS99: not a scored task" in bad.output
+
+
+def row(pooler, figures, aggregation="all", same=(32,)):
+    return {
+        "pooler": pooler, "protocol": "simcse", "max_length": same[0],
+        "max_length_same": list(same), "normalize": False, "whiten": False,
+        "aggregation": aggregation, "figures": figures,
+    }  # fmt: skip
+
+
+def test_matches_within_a_hundredth_and_the_report_shows_the_audit(tiny_data, tmp_path):
+    rows = [
+        row("avg", {"STSBenchmark": 80.0, "STS12": 70.0}, same=(32, 128)),
+        row("cls", {"STSBenchmark": 76.8449, "STS12": 68.4}),
+        row("cls", {"STSBenchmark": 76.8449, "STS12": 68.3}, "mean"),
+        row("cls_before_pooler", {"STSBenchmark": 76.8351, "STS12": 68.409}),
+    ]
+    per, every = matches(rows, {"STSBenchmark": 76.85, "STS12": 68.40})
+    assert per == {"STSBenchmark": [1, 2], "STS12": [1, 3]} and every == [1]
+    assert matches(rows, {}) == ({}, [])
+    run = score(FakeEncoder(), ["stsb"], root=tiny_data, name="m")
+    run.meta["audit"] = {
+        "grid": {}, "tolerance": 0.01, "expected": {"STSBenchmark": 76.85, "STS12": 68.40},
+        "rows": rows, "matches": per, "reproduces_all": every,
+    }  # fmt: skip
+    html = render_html(build([save_run(run, tmp_path / "m.json")]))
+    assert '<td class="s">avg, simcse, len 32 (=128), no-norm, no-whiten, all</td>' in html
+    assert "audit: reproduces every expected figure: cls, simcse, len 32, no-norm" in html
+    assert "audit: STS12 = 68.40 (±0.01): cls, simcse" in html

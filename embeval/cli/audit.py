@@ -77,34 +77,18 @@ def audit(
         name=name,
     )
     try:
-        run, rows = run_audit(spec)
+        run, _ = run_audit(spec)
         run.name = name or default_run_name(run.meta.get("checkpoint"))
         path = save_run(run, Path(out) if out else RUNS_DIR / f"{run_slug(run.name)}-audit.json")
     except USER_ERRORS as exc:
         fail(exc)
-    click.echo(format_audit(run.meta["audit"], rows, all_rows))
+    click.echo(format_audit(run.meta["audit"], all_rows))
     click.echo(f"\nresults: {path}")
 
 
-def format_audit(audit: dict, rows: list[dict], all_rows: bool = False) -> str:
+def format_audit(audit: dict, all_rows: bool = False) -> str:
     from embeval.cli.score import align_rows
-    from embeval.eval.scoring.audit import choice_label
+    from embeval.eval.scoring.audit import audit_table
 
-    keys = list(rows[0]["figures"])
-    seen, table = set(), [("choice", *keys)]
-    for r in rows:
-        figs = tuple(f"{r['figures'][k]:.2f}" for k in keys)
-        if all_rows or figs not in seen:  # identical figures: only the first such row
-            table.append((choice_label(r), *figs))
-        seen.add(figs)
-    lines = align_rows(table)
-    if not all_rows and len(table) - 1 < len(rows):
-        lines.append(f"({len(rows)} choices, {len(table) - 1} with distinct figures; --all-rows)")
-    for task, ids in audit["matches"].items():
-        want = audit["expected"][task]
-        found = "; ".join(choice_label(rows[i]) for i in ids) or "none"
-        lines.append(f"\n{task} = {want:.2f} (±{audit['tolerance']}): {found}")
-    if audit["expected"]:
-        every = "; ".join(choice_label(rows[i]) for i in audit["reproduces_all"]) or "none"
-        lines.append(f"\nreproduces every expected figure: {every}")
-    return "\n".join(lines)
+    header, rows, notes = audit_table(audit, all_rows)
+    return "\n".join([*align_rows([header, *rows]), *(f"\n{n}" for n in notes)])

@@ -275,3 +275,29 @@ def choice_label(row: dict) -> str:
             row["aggregation"],
         ]
     )
+
+
+def audit_table(
+    audit: dict, all_rows: bool = False
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows, lines naming the matches) of a results file's `meta.audit`, for the CLI
+    and the report. Without `all_rows`, a row whose figures equal an earlier row's is left out
+    (Normalize alone never changes a cosine), and a line says how many there were."""
+    rows = audit["rows"]
+    keys = list(rows[0]["figures"]) if rows else []
+    seen, table = set(), []
+    for r in rows:
+        figs = tuple(f"{r['figures'][k]:.2f}" for k in keys)
+        if all_rows or figs not in seen:
+            table.append([choice_label(r), *figs])
+        seen.add(figs)
+    notes = []
+    if len(table) < len(rows):
+        notes.append(f"{len(rows)} choices, {len(table)} with distinct figures shown")
+    for task, ids in audit["matches"].items():
+        found = "; ".join(choice_label(rows[i]) for i in ids) or "none"
+        notes.append(f"{task} = {audit['expected'][task]:.2f} (±{audit['tolerance']}): {found}")
+    if audit["expected"]:
+        every = "; ".join(choice_label(rows[i]) for i in audit["reproduces_all"]) or "none"
+        notes.append(f"reproduces every expected figure: {every}")
+    return ["choice", *keys], table, notes

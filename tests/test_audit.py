@@ -19,7 +19,14 @@ from embeval.core.model import random_tiny, save_checkpoint
 from embeval.core.poolers import POOLERS
 from embeval.eval.encoders.chain import build_encoder
 from embeval.eval.report.build import build, render_html
-from embeval.eval.scoring.audit import AUDIT_POOLERS, AuditSpec, audit_grid, matches, run_audit
+from embeval.eval.scoring.audit import (
+    AUDIT_POOLERS,
+    AuditSpec,
+    audit_grid,
+    matches,
+    run_audit,
+    summarize,
+)
 from embeval.eval.scoring.score import score
 from embeval.results.files import load_run, save_run
 
@@ -113,4 +120,9 @@ def test_matches_within_a_hundredth_and_the_report_shows_the_audit(tiny_data, tm
     html = render_html(build([save_run(run, tmp_path / "m.json")]))
     assert '<td class="s">avg, simcse, len 32 (=128), no-norm, no-whiten, all</td>' in html
     assert "audit: reproduces every expected figure: cls, simcse, len 32, no-norm" in html
-    assert "audit: STS12 = 68.40 (±0.01): cls, simcse" in html
+    # matched rows that are every combination of their values read as one line
+    assert "STS12 = 68.40 (±0.01): cls or cls_before_pooler, simcse, len 32, no-norm" in html
+    assert summarize([rows[0], rows[2]]) == (
+        "avg, simcse, len 32 (=128), no-norm, no-whiten, all; "
+        "cls, simcse, len 32, no-norm, no-whiten, mean"
+    )

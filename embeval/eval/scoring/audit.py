@@ -277,6 +277,19 @@ def choice_label(row: dict) -> str:
     )
 
 
+def summarize(rows: list[dict]) -> str:
+    """Matched rows in words: when they are every combination of their values on each axis (the
+    usual case: choices that cannot matter, such as Normalize without whitening), one line
+    'a or b, c, ...' in `choice_label`'s order; otherwise each row's label, '; '-separated."""
+    if not rows:
+        return "none"
+    labels = [choice_label(r).split(", ") for r in rows]
+    values = [list(dict.fromkeys(col)) for col in zip(*labels, strict=True)]
+    if len({tuple(x) for x in labels}) == int(np.prod([len(v) for v in values])):
+        return ", ".join(" or ".join(v) for v in values)
+    return "; ".join(", ".join(x) for x in labels)
+
+
 def audit_table(
     audit: dict, all_rows: bool = False
 ) -> tuple[list[str], list[list[str]], list[str]]:
@@ -295,9 +308,9 @@ def audit_table(
     if len(table) < len(rows):
         notes.append(f"{len(rows)} choices, {len(table)} with distinct figures shown")
     for task, ids in audit["matches"].items():
-        found = "; ".join(choice_label(rows[i]) for i in ids) or "none"
+        found = summarize([rows[i] for i in ids])
         notes.append(f"{task} = {audit['expected'][task]:.2f} (±{audit['tolerance']}): {found}")
     if audit["expected"]:
-        every = "; ".join(choice_label(rows[i]) for i in audit["reproduces_all"]) or "none"
+        every = summarize([rows[i] for i in audit["reproduces_all"]])
         notes.append(f"reproduces every expected figure: {every}")
     return ["choice", *keys], table, notes

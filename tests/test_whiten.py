@@ -170,6 +170,13 @@ def test_the_fit_is_cached_beside_the_embeddings_and_keyed_by_fit_set_and_k(
         again.pairs["STSBenchmark"]["sim"], first.pairs["STSBenchmark"]["sim"]
     )
     other = type("Other", (FakeEncoder,), {"fingerprint": "other-model"})(4)  # own cache folder
+    cached = next(folder.glob("whiten-*.npz"))
+    cached.write_bytes(cached.read_bytes()[:50])  # a damaged fit file is refitted, not fatal
+    monkeypatch.undo()
+    np.testing.assert_array_equal(
+        run(3).pairs["STSBenchmark"]["sim"], first.pairs["STSBenchmark"]["sim"]
+    )
+    monkeypatch.setattr(postprocess, "whitening", no_fit)
     for k, tasks, enc in [(2, ["STSBenchmark"], None), (3, ["STS12"], None), (3, ["stsb"], other)]:
         with pytest.raises(AssertionError, match="fitted again"):
             run(k, tasks, enc)

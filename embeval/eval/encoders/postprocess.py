@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -139,7 +140,7 @@ class Whiten:
                     mu, w = z["mu"], z["w"]
                 if mu.shape == (d,) and w.shape == (d, k):
                     return Whiten(self.fit_on, self.dim, mu, w)
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
                 log.warning("ignoring unreadable whitening cache %s (%s)", path, exc)
         asked = f"--whiten-dim {k}" if self.dim else f"whitening all {d} dimensions"
         mu, w = whitening(x.astype(np.float64), k, asked)

@@ -219,10 +219,11 @@ def run_audit(spec: AuditSpec):
     rows, first = [], None
     for protocol in grid["protocol"]:
         task_names, sentences = _sentences(spec.tasks, protocol, root, spec.limit)
-        if unknown := [k for k in spec.expect if k not in (*task_names, "Avg")]:
+        avg = ["Avg"] if set(task_registry.simcse_avg_tasks()) <= set(task_names) else []
+        if unknown := [k for k in spec.expect if k not in (*task_names, *avg)]:
             raise DataError(
                 f"--expect {', '.join(unknown)}: not a scored task; expected one of "
-                f"{', '.join(task_names)} or Avg"
+                f"{', '.join([*task_names, *avg])} (Avg needs all seven STS tasks)"
             )
         for length, same in _length_groups(spec.checkpoint, sentences, grid["max_length"]).items():
             _warm(spec, grid["pooler"], length, sentences)

@@ -41,6 +41,18 @@ def test_truncation_keeps_the_first_coordinates_below_post_processing(fake_encod
         sweeps.Truncated(fake_encoder, 17).encode(["a b"])
 
 
+def test_truncation_keeps_each_post_processors_settings(fake_encoder):
+    """A post-processor with settings of its own (whitening's fit set and K) is rebuilt above the
+    truncation with those settings, as its own copy (a fit on full-width vectors is not shared)."""
+    from embeval.eval.encoders.postprocess import Whiten
+
+    unit = Whiten("target", 3)
+    chain = sweeps.with_truncation(PostProcessed(fake_encoder, "whiten", unit), 8)
+    assert isinstance(chain.inner, sweeps.Truncated)
+    assert chain.unit is not unit and (chain.unit.fit_on, chain.unit.dim) == ("target", 3)
+    assert chain.step() == {"name": "whiten", "fit_on": "target", "dim": 3}
+
+
 def test_sweep_encodes_once_and_marks_each_point(tiny_data, fake_encoder):
     runs = sweeps.score_dims(fake_encoder, [2, 8, 16], name="fake", tasks=["sts"], root=tiny_data)
     assert len(fake_encoder.calls) == 1  # one encode for the three points

@@ -87,6 +87,24 @@ def check_postprocess(ctx, param, values: tuple[str, ...]) -> list[str]:
         raise click.BadParameter(str(exc)) from None
 
 
+def check_whiten(ctx, param, value: str | None) -> str | None:
+    """--whiten target, or a readable file holding sentences (checked before any encoding)."""
+    from embeval.eval.encoders.postprocess import TARGET, read_fit_file
+
+    if value is None or value == TARGET:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise click.BadParameter(
+            f"{value}: no such file; expected {TARGET!r} or a text file of sentences, one a line"
+        )
+    try:
+        read_fit_file(str(path))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return str(path)
+
+
 def encoder_options(f):
     """Options shared by every command that encodes a checkpoint."""
     opts = [
@@ -104,6 +122,20 @@ def encoder_options(f):
             help="Post-process the vectors, in order, after the checkpoint's own Normalize (if "
             f"it declares one). Repeatable. One of {POSTPROCESSORS.help()}; or your own as "
             "package.module:name. Recorded in the results.",
+        ),
+        click.option(
+            "--whiten",
+            callback=check_whiten,
+            metavar="target|FILE",
+            help="Whiten the vectors last (BERT-whitening): fitted per task on the scored pairs "
+            "(target: a transductive run, marked so) or once on the sentences of FILE, one a "
+            "line. Recorded in the results.",
+        ),
+        click.option(
+            "--whiten-dim",
+            type=click.IntRange(1),
+            metavar="K",
+            help="Keep the first K whitened dimensions. Default: all.",
         ),
         click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1)),
         click.option("--device", help="cpu, cuda, cuda:1 … Default: cuda when present."),

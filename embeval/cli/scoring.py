@@ -35,6 +35,8 @@ def run_score(
     data,
     quantize=None,
     postprocess=(),
+    whiten=None,
+    whiten_dim=None,
     overwrite=False,
     jobs=-1,
     truncate=None,
@@ -72,6 +74,8 @@ def run_score(
         sharded=launched,
         postprocess=postprocess,
         base=base_encoder,
+        whiten=whiten,
+        whiten_dim=whiten_dim,
     )
     if truncate or dims:  # Matryoshka: refuse a size above the model's before encoding
         from embeval.eval.scoring import sweeps

@@ -223,6 +223,9 @@ def validate(data: dict, path: str | os.PathLike) -> None:
     _expect(path, "meta.limit", limit, ok, "a positive number of pairs or null")
     q = meta.get("quantize")
     _expect(path, "meta.quantize", q, q is None or q == "int8", '"int8" or null (float32)')
+    if "transductive" in meta:
+        t = meta["transductive"]
+        _expect(path, "meta.transductive", t, isinstance(t, bool), "true/false")
     if "partial" in meta:
         _expect(
             path, "meta.partial", meta["partial"], isinstance(meta["partial"], bool), "true/false"
@@ -321,7 +324,7 @@ def load_runs(
     names = [r.name for r in runs]
     labels, notes = [], []
     for p, r in zip(paths, runs, strict=True):
-        label = r.name + quantize_mark(r)
+        label = r.name + quantize_mark(r) + transductive_mark(r)
         labels.append(f"{label} [{p}]" if names.count(r.name) > 1 else label)
     for name in dict.fromkeys(n for n in names if names.count(n) > 1):
         notes.append(
@@ -336,6 +339,12 @@ def quantize_mark(run: RunResult) -> str:
     plots, frames), so it is never read as the float32 model's figures."""
     q = (run.meta or {}).get("quantize")
     return f" ({q})" if q else ""
+
+
+def transductive_mark(run: RunResult) -> str:
+    """' (transductive)' for a run fitted on the sentences it scores (--whiten target): its
+    figures saw the test sentences, so its label says so wherever it appears."""
+    return " (transductive)" if (run.meta or {}).get("transductive") else ""
 
 
 # What makes two runs the same run: the model as scored and the scoring settings. Not the batch
@@ -370,7 +379,13 @@ def postprocess_steps(meta: dict) -> list[str]:
     chain = meta.get("postprocess")
     if chain is None:
         return ["normalize"] if meta.get("normalize") else []
-    return [s["name"] + (f" (fit on {s['fit_on']})" if s.get("fit_on") else "") for s in chain]
+    fixed = ("name", "fit_on", "fit_size")  # any other key is a setting of the step (dim)
+    return [
+        s["name"]
+        + (f" (fit on {s['fit_on']})" if s.get("fit_on") else "")
+        + "".join(f" ({k} {v})" for k, v in s.items() if k not in fixed and v is not None)
+        for s in chain
+    ]
 
 
 def run_differences(a: dict, b: dict) -> list[str]:

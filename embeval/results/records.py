@@ -217,6 +217,7 @@ class RunMeta(_Record):
     limit: int | None = None  # --limit N: first N pairs per task
     partial: bool | None = None  # True when --limit cut a task
     quantize: str | None = None  # "int8"; absent for float32
+    transductive: bool | None = None  # True: fitted on the scored sentences (--whiten target)
     data_root: str | None = None
     data_checksums: dict[str, str] | None = None
     n_sentences: int | None = None

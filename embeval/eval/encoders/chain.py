@@ -8,7 +8,8 @@ post-process the saved checkpoint. The order, and why:
    pooler, max length, dtype, int8): one cache serves every post-processing of a model;
 3. `ShardedEncoder` (torchrun / accelerate launch): each process encodes a share of the misses;
 4. post-processors (`embeval.eval.encoders.postprocess`): Normalize first when the checkpoint
-   declares it (sentence-transformers' last module), then the ones asked for, in order.
+   declares it (sentence-transformers' last module), then the ones asked for, in order, then
+   whitening (`--whiten`) last: it is fitted on the vectors the model (as scored) outputs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def build_encoder(
     sharded: bool = False,
     postprocess: Sequence[str] = (),
     base: TransformerEncoder | None = None,
+    whiten: str | None = None,
+    whiten_dim: int | None = None,
 ) -> Encoder:
     """The encoder chain of the module docstring.
 
@@ -50,7 +53,9 @@ def build_encoder(
     with (one model shared by several encoders), or without (the trainer's, never cached: its
     weights change as it trains). Normalize is applied when the checkpoint declares it, unless
     `normalize` says otherwise (without `info`: only when it says so). `base` replaces step 1
-    with an encoder already made (a layer of `embeval.eval.scoring.layer_sweep`)."""
+    with an encoder already made (a layer of `embeval.eval.scoring.layer_sweep`). `whiten`:
+    "target" or a file of sentences to fit whitening on, keeping `whiten_dim` dimensions (None:
+    all)."""
     from embeval.eval.encoders.cache import CachedEncoder, default_cache_dir
 
     kw = dict(batch_size=batch_size, device=device, dtype=dtype, progress=progress)
@@ -77,6 +82,12 @@ def build_encoder(
     asked = [n for n in postprocess if not (declared and POSTPROCESSORS.canonical(n) in declared)]
     for name in [*declared, *asked]:
         enc = PostProcessed(enc, name)
+    if whiten is not None:
+        from embeval.eval.encoders.postprocess import Whiten
+
+        enc = PostProcessed(enc, "whiten", Whiten(whiten, whiten_dim))
+    elif whiten_dim is not None:
+        raise ValueError("--whiten-dim needs --whiten target or --whiten FILE")
     return enc
 
 

@@ -7,7 +7,11 @@ Each post-processor is one unit in `POSTPROCESSORS`: a class whose instances hav
   statistics never touch task B's vectors; or the path of a UTF-8 text file of sentences, one a
   line, fitted on their vectors;
 - ``fit(x (N, D)) -> a fitted instance`` (only when fit_on is set; returns a new object);
-- ``transform(x (M, D)) -> (M, D)``.
+- ``transform(x (M, D)) -> (M, D)``;
+- optionally ``fit_repeats = True``: a target fit sees every occurrence of a sentence (both sides
+  of every pair, duplicates kept) instead of the distinct sentences; ``params() -> dict``: its
+  settings, recorded in the chain; ``cache_dir``: set to the embedding cache folder of the chain
+  (None without a cache), where the unit may keep what it fitted.
 A plain function ``(N, D) -> (N, D)`` is a post-processor without fitting. Your own runs without
 a fork as ``--postprocess package.module:name``.
 
@@ -21,12 +25,16 @@ results record each step (name, what it was fitted on, how many sentences).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from embeval.core.fileio import atomic_write
+from embeval.eval.encoders.cache import CachedEncoder
 from embeval.eval.encoders.transformer import Encoder, check_finite
 from embeval.registry import Registry, UnknownUnit
 
@@ -81,6 +89,100 @@ def torch_cpu_norm(x: np.ndarray) -> np.ndarray:  # (N, D) float32 -> (N, 1) flo
     return np.sqrt(tail.cumsum(axis=1, dtype=np.float32)[:, -1:])  # (N, 1)
 
 
+class WhiteningError(ValueError):
+    """A whitening fit that cannot be made: K above the dimension or the covariance's rank."""
+
+
+@POSTPROCESSORS.register("whiten", aliases=("whitening",))
+class Whiten:
+    """Whitening: y = (x - mu) W[:, :K], then unit length (BERT-whitening, WhiteningBERT).
+
+    Fitted on vectors X (N, D): mu = mean(X), Sigma = np.cov(X.T) (N - 1 in the denominator),
+    U, s, _ = svd(Sigma), W = U diag(1 / sqrt(s)); the first K columns are kept (K = D: no
+    reduction). Su et al. 2021, "Whitening sentence representations for better semantics and
+    faster retrieval" (bojone/BERT-whitening, eng/utils.py: compute_kernel_bias,
+    transform_and_normalize); Huang et al. 2021, WhiteningBERT (same transform, fitted on the
+    evaluated pairs). As bojone's `target` mode, a target fit takes both sides of every scored
+    pair, duplicates kept (`fit_repeats`); that run is transductive and its results say so.
+
+    Singular covariance (fewer distinct vectors than dimensions, or a constant direction): a
+    direction whose variance s_i <= s_max * D * 2.2e-16 (numpy's matrix_rank tolerance) counts as
+    absent; asking for more of them (K above the rank) is an error naming --whiten-dim and the
+    rank, never a division by zero. With --whiten-dim at most the rank the transform is exact.
+
+    With an embedding cache, each fit (mu, W) is kept in the model's cache folder under a key
+    of the fit vectors' bytes and K: another checkpoint, fit set, earlier step or K never
+    reuses it. Computed in float64; the output is float32."""
+
+    fit_repeats = True
+    cache_dir: Path | None = None
+
+    def __init__(self, fit_on: str = TARGET, dim: int | None = None, mu=None, w=None):
+        self.fit_on, self.dim = fit_on, dim  # dim None: all D dimensions
+        self.mu, self.w = mu, w  # (D,), (D, K) once fitted
+
+    def params(self) -> dict:
+        return {"dim": self.dim}
+
+    def fit(self, x: np.ndarray) -> Whiten:  # x (N, D)
+        x = np.asarray(x, np.float32)
+        n, d = x.shape
+        k = d if self.dim is None else self.dim
+        if k > d:
+            raise WhiteningError(f"--whiten-dim {k} is above the vectors' dimension {d}")
+        if n < 2:
+            raise WhiteningError(f"whitening needs at least 2 fit vectors, got {n}")
+        key = hashlib.sha256(f"whiten-v1;{k};{x.shape}".encode() + x.tobytes()).hexdigest()
+        path = Path(self.cache_dir) / f"whiten-{key[:32]}.npz" if self.cache_dir else None
+        if path is not None and path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    mu, w = z["mu"], z["w"]
+                if mu.shape == (d,) and w.shape == (d, k):
+                    return Whiten(self.fit_on, self.dim, mu, w)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                log.warning("ignoring unreadable whitening cache %s (%s)", path, exc)
+        asked = f"--whiten-dim {k}" if self.dim else f"whitening all {d} dimensions"
+        mu, w = whitening(x.astype(np.float64), k, asked)
+        if path is not None:
+            try:
+                atomic_write(path, lambda f: np.savez(f, mu=mu, w=w))
+            except OSError as exc:  # the cache only saves time
+                log.warning("could not cache the whitening fit in %s (%s)", path, exc)
+        return Whiten(self.fit_on, self.dim, mu, w)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:  # (M, D) -> (M, K)
+        y = (np.asarray(x, np.float64) - self.mu) @ self.w  # (M, K)
+        return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def spectrum_rank(s: np.ndarray) -> int:
+    """Directions with variance among descending covariance singular values s (D,): those above
+    s_max * D * float64 eps (numpy's matrix_rank tolerance)."""
+    return int((s > s[0] * len(s) * np.finfo(np.float64).eps).sum()) if s[0] > 0 else 0
+
+
+def covariance_rank(x: np.ndarray) -> int:
+    """`spectrum_rank` of the covariance of x (N, D): the most dimensions `Whiten` can keep."""
+    return spectrum_rank(np.linalg.svd(np.cov(np.asarray(x, np.float64).T), compute_uv=False))
+
+
+def whitening(x: np.ndarray, k: int, asked: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(mu (D,), W (D, K)) of `Whiten` fitted on x (N, D) float64; see its docstring. `asked`
+    names the request in the error (default: --whiten-dim K)."""
+    mu = x.mean(axis=0)  # (D,)
+    u, s, _ = np.linalg.svd(np.cov(x.T))  # (D, D), (D,) descending
+    rank = spectrum_rank(s)
+    if k > rank:
+        raise WhiteningError(
+            f"{asked or f'--whiten-dim {k}'}: the covariance of the {len(x)} fit vectors has "
+            f"rank {rank} "
+            f"(of {len(s)} dimensions), so {len(s) - rank} directions have no variance to scale; "
+            f"pass --whiten-dim {rank} or less, or fit on more (or more varied) sentences"
+        )
+    return mu, u[:, :k] / np.sqrt(s[:k])  # W = U diag(1/sqrt(s)), first K columns
+
+
 class _Function:
     """A plain function used as a post-processor without fitting."""
 
@@ -133,21 +235,33 @@ def _transformed(unit, x: np.ndarray, name: str) -> np.ndarray:
 class PostProcessed:
     """`inner`'s vectors through post-processor `name`; see the module docstring."""
 
-    def __init__(self, inner: Encoder, name: str):
+    def __init__(self, inner: Encoder, name: str, unit=None):
+        """`unit`: an instance with its own settings (e.g. Whiten(file, dim)) instead of the
+        registered default of `name`."""
         self.inner = inner
         self.name, self.unit = make(name)
+        self.unit = self.unit if unit is None else unit
         self.fit_on: str | None = getattr(self.unit, "fit_on", None)
+        if self.fit_on not in (None, TARGET) and not Path(str(self.fit_on)).is_file():
+            raise ValueError(f"post-processor {name}: fit file {self.fit_on} does not exist")
+        if hasattr(self.unit, "cache_dir"):  # where the unit may keep its fits
+            self.unit.cache_dir = cache_folder(inner)
         fit = f"(fit_on={self.fit_on})" if self.fit_on else ""
-        self.fingerprint = f"{inner.fingerprint};{self.name}{fit}"
+        params = "".join(f",{k}={v}" for k, v in self.params().items())
+        self.fingerprint = f"{inner.fingerprint};{self.name}{fit}{params}"
 
     def __getattr__(self, attr: str):  # rank, world_size, info, model: the wrapped encoder's
         if attr == "inner":  # not set yet (copying): no recursion
             raise AttributeError(attr)
         return getattr(self.inner, attr)
 
+    def params(self) -> dict:
+        params = getattr(self.unit, "params", None)
+        return params() if callable(params) else {}
+
     def step(self) -> dict:
         """This step as results record it (fit sizes are added where it is fitted)."""
-        return {"name": self.name, "fit_on": self.fit_on}
+        return {"name": self.name, "fit_on": self.fit_on, **self.params()}
 
     def describe(self) -> dict:
         inner = getattr(self.inner, "describe", dict)()
@@ -167,6 +281,15 @@ class PostProcessed:
             fit_x = x if self.fit_on == TARGET else self.inner.encode(self.fit_sentences())
             unit = self.unit.fit(np.asarray(fit_x, np.float32))
         return _transformed(unit, x, self.name)
+
+
+def cache_folder(encoder) -> Path | None:
+    """The embedding cache folder of a chain (its CachedEncoder's), None without a cache."""
+    while encoder is not None:
+        if isinstance(encoder, CachedEncoder):
+            return encoder.dir
+        encoder = vars(encoder).get("inner")
+    return None
 
 
 def split_fitted(encoder: Encoder) -> tuple[Encoder, list[PostProcessed]]:
@@ -212,13 +335,16 @@ class TaskVectors:
 
     def _fit(self, task: str, texts: Sequence[str]) -> Callable[[list[str]], np.ndarray]:
         unique = list(dict.fromkeys(texts))
+        row = {s: j for j, s in enumerate(unique)}
         x = self.vectors(unique)  # (U, D)
         units = []  # this task's units so far, fitted: a fit file goes through them too
         for i, step in enumerate(self.steps):
             unit = step.unit
             if step.fit_on is not None:
                 fit_x = x
-                if step.fit_on != TARGET:
+                if step.fit_on == TARGET and getattr(step.unit, "fit_repeats", False):
+                    fit_x = x[[row[s] for s in texts]]  # every occurrence, as scored
+                elif step.fit_on != TARGET:
                     fit_x = self.vectors(self.files[i])
                     for name, prev in units:
                         fit_x = _transformed(prev, fit_x, name)
@@ -226,7 +352,6 @@ class TaskVectors:
                 self.sizes[i][task] = len(fit_x)
             x = _transformed(unit, x, step.name)
             units.append((step.name, unit))
-        row = {s: j for j, s in enumerate(unique)}
         return lambda some: x[[row[s] for s in some]]
 
     def record(self, chain: list[dict]) -> list[dict]:

@@ -52,6 +52,7 @@ class RunCard:
     dist_pairs: dict | None = field(default=None, repr=False)  # the plotted task's arrays
     dist_ylim: tuple[float, float] | None = None  # shared by every card of the report
     worst: list[dict] = field(default_factory=list)
+    audit: tuple | None = None  # `embeval audit`: (header, rows, notes) of meta.audit
 
 
 @dataclass
@@ -168,6 +169,10 @@ def run_card(label: str, run: RunResult) -> RunCard:
     sts_tasks = [t.name for t in task_registry.group("sts")]
     has_sts = any(t in sts_tasks for t in run.tasks)
     card = RunCard(label, run, facts, diag if d else [], has_sts)
+    if m.get("audit"):
+        from embeval.eval.scoring.audit import audit_table
+
+        card.audit = audit_table(m["audit"])
     if not has_sts:  # nothing per pair to show (and no per-pair file to warn about)
         return card
     try:

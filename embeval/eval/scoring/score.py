@@ -155,6 +155,8 @@ def score(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **describe,
         **({"postprocess": task_vectors.record(describe["postprocess"])} if fitted else {}),
+        # fitted on the scored sentences themselves: not comparable with inductive figures
+        **({"transductive": True} if any(s.fit_on == postprocess.TARGET for s in fitted) else {}),
         "protocol": protocol,
         "split": split,
         "limit": limit,

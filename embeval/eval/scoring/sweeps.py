@@ -24,6 +24,7 @@ plot (`embeval.eval.report.plots.sweep_figure`) draws.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -93,15 +94,15 @@ class Memo:
         return np.stack([self.rows[s] for s in sentences]) if sentences else np.zeros((0, 0))
 
 
-def _peel(encoder: Encoder) -> tuple[Encoder, list[str]]:
-    """(the chain below its post-processors, their names in application order)."""
+def _peel(encoder: Encoder) -> tuple[Encoder, list]:
+    """(the chain below its post-processors, their (name, unit) in application order)."""
     from embeval.eval.encoders.postprocess import PostProcessed
 
-    names = []
+    steps = []
     while isinstance(encoder, PostProcessed):
-        names.append(encoder.name)
+        steps.append((encoder.name, encoder.unit))
         encoder = encoder.inner
-    return encoder, names[::-1]
+    return encoder, steps[::-1]
 
 
 def with_truncation(encoder: Encoder, dim: int, base: Encoder | None = None) -> Encoder:
@@ -109,10 +110,10 @@ def with_truncation(encoder: Encoder, dim: int, base: Encoder | None = None) -> 
     instances of the same ones). `base` replaces the chain's bottom (a sweep's shared Memo)."""
     from embeval.eval.encoders.postprocess import PostProcessed
 
-    bottom, names = _peel(encoder)
+    bottom, steps = _peel(encoder)
     out: Encoder = Truncated(base if base is not None else bottom, dim)
-    for name in names:
-        out = PostProcessed(out, name)
+    for name, unit in steps:  # a copy keeps the unit's settings (whitening's fit set and K)
+        out = PostProcessed(out, name, copy.deepcopy(unit))
     return out
 
 

@@ -111,16 +111,13 @@ def test_dclr_noise_is_one_normalised_gradient_step_per_step():
     b, h, tau, eps = 3, 4, 0.05, 1e-6
     emb = torch.tensor(RNG.normal(size=(2, b, h)))
 
-    class One(DCLRNoise):
-        steps = 1
-
     class Batch:  # what the provider reads
         pass
 
     batch = Batch()
     batch.emb = emb
     torch.manual_seed(3)
-    got = One().columns(batch).double().numpy()
+    got = DCLRNoise(steps=1).columns(batch).double().numpy()
     torch.manual_seed(3)
     n0 = torch.randn(b, h).double().numpy()
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
@@ -136,6 +133,8 @@ def test_dclr_noise_is_one_normalised_gradient_step_per_step():
         grad[idx] = (loss(n0 + d) - loss(n0 - d)) / (2 * eps)
     want = n0 + 1e-3 * grad / np.linalg.norm(grad, axis=-1, keepdims=True)
     assert np.allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="dclr-noise: expected times > 0"):
+        DCLRNoise(times=0)  # settings come from --negatives-arg and are checked at once
     assert loss(got) > loss(n0)  # the noise moved to raise the loss (harder negatives)
     assert [type(p) for p in make_providers(["dclr-noise"])] == [DCLRNoise]
 

@@ -131,15 +131,15 @@ class DCLRNoise(ExtraColumns):
     """
 
     def __init__(
-        self, times: float = 1.0, steps: int = 4, step_size: float = 1e-3, temperature: float = 0.05
+        self, times: float = 1.0, steps: int = 4, step_size: float = 1e-3, tau: float = 0.05
     ):
-        if times <= 0 or steps < 0 or step_size < 0 or temperature <= 0:
+        if times <= 0 or steps < 0 or step_size < 0 or tau <= 0:
             raise ValueError(
-                "dclr-noise: expected times > 0, steps >= 0, step_size >= 0 and temperature > 0, "
-                f"got {times}, {steps}, {step_size}, {temperature}"
+                "dclr-noise: expected times > 0, steps >= 0, step_size >= 0 and tau > 0, "
+                f"got {times}, {steps}, {step_size}, {tau}"
             )
         self.times, self.steps = times, steps
-        self.step_size, self.temperature = step_size, temperature
+        self.step_size, self.tau = step_size, tau  # not `temperature`: that names a learnable one
 
     def columns(self, batch: Batch) -> torch.Tensor:  # (times * b, H)
         import torch
@@ -149,11 +149,11 @@ class DCLRNoise(ExtraColumns):
         z2 = F.normalize(batch.emb[1].detach().float(), dim=-1)  # (b, H) positives
         b, h = z1.shape
         noise = torch.randn(int(b * self.times), h, device=z1.device)
-        pos = z1 @ z2.T / self.temperature  # (b, b)
+        pos = z1 @ z2.T / self.tau  # (b, b)
         target = torch.arange(b, device=z1.device)
         for _ in range(self.steps):
             noise.requires_grad_(True)
-            neg = z1 @ F.normalize(noise, dim=-1).T / self.temperature  # (b, times * b)
+            neg = z1 @ F.normalize(noise, dim=-1).T / self.tau  # (b, times * b)
             loss = F.cross_entropy(torch.cat([pos, neg], 1), target)
             (grad,) = torch.autograd.grad(loss, noise)
             step = grad / grad.norm(dim=-1, keepdim=True) * self.step_size

@@ -3,7 +3,7 @@
 `embeval --help` ends with QUICK_START (embeval.cli.app).
 """
 
-from embeval.cli import check, data, export, report, score, train  # noqa: F401  (registers them)
+from embeval.cli import check, data, export, report, reproduce, score, train  # noqa: F401  (registers them)
 from embeval.cli.app import main
 
 __all__ = ["main"]

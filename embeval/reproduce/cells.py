@@ -142,7 +142,7 @@ def _run(argv: list[str], logfile: Path, what: str, env: dict | None) -> None:
         raise CellError(f"{what} failed (exit {rc}); log {logfile}:\n  " + "\n  ".join(tail))
 
 
-def run_cell(p: CellPlan, device: str | None = None) -> str:
+def run_cell(p: CellPlan, device: str | None = None, threads: int | None = None) -> str:
     """Train (resuming a partial run), score best/, write results.json with the card's metadata.
     Returns the results path. A done cell returns at once."""
     from embeval.results.files import load_run, save_run
@@ -161,6 +161,8 @@ def run_cell(p: CellPlan, device: str | None = None) -> str:
     logfile = folder / "cell.log"
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads and "OMP_NUM_THREADS" not in env:  # cells side by side share the cores
+        env["OMP_NUM_THREADS"] = str(threads)
     dev = ["--device", device] if device else []
     if state in ("todo", "partial"):
         extra = ["--resume"] if state == "partial" else []
@@ -194,7 +196,7 @@ def run_plans(
 ) -> dict[str, str | Exception]:
     """Run the plans' cells; returns cell key -> results path, or the exception it raised.
     local: `jobs` cells side by side, each on its own GPU when there are GPUs (cells beyond the
-    GPU count wait). ray: each cell a Ray task (one GPU when the cluster has GPUs); connects to
+    GPU count wait), else each with cores / jobs threads. ray: each cell a Ray task (one GPU when the cluster has GPUs); connects to
     the cluster RAY_ADDRESS names, else starts a local one."""
     if executor == "ray":
         return _run_ray(plans, on_done)
@@ -206,10 +208,12 @@ def run_plans(
     for i in range(min(jobs, gpus) if gpus else jobs):
         slots.put(f"cuda:{i}" if gpus else None)
 
+    threads = None if gpus or jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+
     def work(p: CellPlan) -> str:
         device = slots.get()
         try:
-            return run_cell(p, device)
+            return run_cell(p, device, threads)
         finally:
             slots.put(device)
 

@@ -62,7 +62,7 @@ def test_coverage_about_the_stated_rate():
     below, so the test can fail)."""
     cov, truth = coverage(8, 60, 120, 120)
     assert 0.88 <= cov <= 0.995, cov
-    assert 48.2 < truth < 48.6  # 100 (6/pi) arcsin(0.25) = 48.26 at r = 0.5; the spread adds a little
+    assert 48.2 < truth < 48.6  # 100 (6/pi) arcsin(0.25) = 48.26 at r = 0.5; spread adds a bit
     cov_pairs_only, _ = coverage(8, 60, 120, 120, resample_seeds=False)
     assert cov_pairs_only < 0.85, cov_pairs_only
 

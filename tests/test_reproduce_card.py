@@ -97,7 +97,8 @@ def test_missing_card(tmp_path):
 
 def test_dry_run_lists_cells(tmp_path):
     path = card_file(tmp_path)
-    res = CliRunner().invoke(main, ["reproduce", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
+    out = str(tmp_path / "o")
+    res = CliRunner().invoke(main, ["reproduce", str(path), "--out", out, "--dry-run"])
     assert res.exit_code == 0, res.output
     assert res.output.count("todo") == 4
     assert not (tmp_path / "o").exists()

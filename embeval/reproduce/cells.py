@@ -196,8 +196,8 @@ def run_plans(
 ) -> dict[str, str | Exception]:
     """Run the plans' cells; returns cell key -> results path, or the exception it raised.
     local: `jobs` cells side by side, each on its own GPU when there are GPUs (cells beyond the
-    GPU count wait), else each with cores / jobs threads. ray: each cell a Ray task (one GPU when the cluster has GPUs); connects to
-    the cluster RAY_ADDRESS names, else starts a local one."""
+    GPU count wait), else each with cores / jobs threads. ray: each cell a Ray task (one GPU
+    when the cluster has GPUs) on the cluster RAY_ADDRESS names, else on a local one."""
     if executor == "ray":
         return _run_ray(plans, on_done)
     from concurrent.futures import ThreadPoolExecutor, as_completed

@@ -53,10 +53,11 @@ def reproduce(card_file, out, dry_run, jobs, executor, n_boot, boot_seed):
     embeval reproduce cards/focal-vs-simcse-minilm-cpu.toml --out runs/focal --jobs 2
     """
     from embeval.reproduce import cells as cl
-    from embeval.reproduce.card import CardError, load_card
+    from embeval.reproduce.card import CardError, fetch_data, load_card
 
     try:
         card = load_card(card_file)
+        fetch_data(card, out, download=not dry_run)
         plans = [cl.plan(card, out, c) for c in card.cells()]
         states = {p.cell.key: cl.cell_state(Path(p.folder), p.meta) for p in plans}
     except (CardError, *USER_ERRORS) as exc:

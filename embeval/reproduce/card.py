@@ -3,9 +3,10 @@
     name = "focal-vs-simcse"          # recorded in every cell's results
     models = ["packaged"]             # checkpoint folders, hub names, random-tiny; packaged =
                                       # the all-MiniLM-L6-v2 shipped with embeval
-    data = "train/wiki1m.txt"         # training file; relative paths: from the card's folder
+    data = "train/wiki1m.txt"         # training file (relative: from the card's folder), or an
+                                      # http(s) URL, fetched once into OUT/data
     seeds = [1, 2, 3]
-    steps = 40
+    steps = 40                        # optional: by [train] epochs (default 1) without it
     baseline = "simcse"               # a method below
 
     [train]                           # `embeval train` options shared by every method
@@ -15,6 +16,9 @@
     [methods.focal]
     loss = "focal-infonce"
     loss_args = { m = 0.3 }
+    [methods.sup]                     # `data` here: this method's own training file
+    loss = "sup-simcse"
+    data = "train/nli.csv"
     [eval]
     tasks = ["sts"]                   # as `embeval score --tasks`
     split = "test"
@@ -80,17 +84,21 @@ class Card:
     name: str
     path: Path
     models: list[str]
-    data: str
+    data: str  # a file, or an http(s) URL fetched into OUT/data when the card runs
     seeds: list[int]
-    steps: int
+    steps: int | None
     baseline: str
     methods: dict[str, dict]  # method -> `embeval train` settings (card [train] merged in)
+    method_data: dict[str, str] = field(default_factory=dict)  # method -> its own data
     eval: dict = field(default_factory=dict)
     description: str = ""
 
     def cells(self) -> list[Cell]:
         # Seed-major: a run stopped early has every method at its first seeds.
         return [Cell(m, meth, s) for m in self.models for s in self.seeds for meth in self.methods]
+
+    def data_of(self, method: str) -> str:
+        return self.method_data.get(method, self.data)
 
     def cell_meta(self, cell: Cell) -> dict:
         """What a cell's results carry under meta["reproduce"]: enough to tell whether a
@@ -101,7 +109,7 @@ class Card:
             "method": cell.method,
             "seed": cell.seed,
             "steps": self.steps,
-            "data": self.data,
+            "data": self.data_of(cell.method),
             "settings": self.methods[cell.method],
             "eval": self.eval,
         }
@@ -152,7 +160,7 @@ def parse_card(raw: dict, path: Path) -> Card:
         if key not in TOP_KEYS:
             known = ", ".join(sorted(TOP_KEYS))
             raise err(f"unknown key {key!r}{suggest(key, TOP_KEYS)} (keys: {known})")
-    for key in ("models", "data", "seeds", "steps", "baseline", "methods"):
+    for key in ("models", "data", "seeds", "baseline", "methods"):
         if key not in raw:
             raise err(f"missing key {key!r}")
     name = raw.get("name", path.stem)
@@ -172,12 +180,10 @@ def parse_card(raw: dict, path: Path) -> Card:
     dup = sorted({s for s in seeds if seeds.count(s) > 1})
     if dup:
         raise err(f"seeds lists {', '.join(map(str, dup))} more than once: {seeds}")
-    steps = raw["steps"]
-    if type(steps) is not int or steps < 1:
+    steps = raw.get("steps")  # None: by epochs ([train] epochs, default 1)
+    if steps is not None and (type(steps) is not int or steps < 1):
         raise err(f"steps must be an integer >= 1, got {steps!r}")
-    data = resolve_path(raw["data"], path, "data", err)
-    if not Path(data).is_file():
-        raise err(f"data: training file {data} does not exist")
+    data = training_data(raw["data"], path, "data", err)
     for m in models:
         check_model(m, err)
     shared = raw.get("train", {})
@@ -189,9 +195,15 @@ def parse_card(raw: dict, path: Path) -> Card:
     params = train_params()
     check_settings(shared, "[train]", params, err)
     methods = {}
+    method_data = {}
     for meth, settings in methods_raw.items():
         if not isinstance(settings, dict):
             raise err(f"methods.{meth} must be a table of `embeval train` options")
+        settings = dict(settings)
+        if "data" in settings:  # this method's own training file (e.g. NLI triplets)
+            method_data[meth] = training_data(
+                settings.pop("data"), path, f"methods.{meth}.data", err
+            )
         if not re.fullmatch(r"[A-Za-z0-9._-]+", meth):
             raise err(f"method name {meth!r}: use letters, digits, . _ -")
         check_settings(settings, f"[methods.{meth}]", params, err)
@@ -227,6 +239,7 @@ def parse_card(raw: dict, path: Path) -> Card:
         steps=steps,
         baseline=baseline,
         methods=methods,
+        method_data=method_data,
         eval=ev,
         description=raw.get("description", ""),
     )
@@ -239,6 +252,47 @@ def resolve_path(value, card_path: Path, key: str, err) -> str:
     if not p.is_absolute():
         p = card_path.parent / p
     return str(p.resolve())
+
+
+def training_data(value, card_path: Path, key: str, err) -> str:
+    """A training file that exists, or an http(s) URL (fetched by `fetch_data`)."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return value
+    data = resolve_path(value, card_path, key, err)
+    if not Path(data).is_file():
+        raise err(f"{key}: training file {data} does not exist")
+    return data
+
+
+def local_data(url: str, out: str | os.PathLike) -> Path:
+    """Where a training file given as a URL is kept: OUT/data/<its file name>."""
+    return Path(out) / "data" / (url.rstrip("/").rsplit("/", 1)[-1] or "train.txt")
+
+
+def fetch_data(card: Card, out: str | os.PathLike, download: bool = True) -> None:
+    """Replace URL data by OUT/data/NAME, downloaded once (atomically: .part, then rename)."""
+    import shutil
+    import urllib.request
+
+    def local(value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            return value
+        dest = local_data(value, out)
+        if download and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            part = dest.with_name(dest.name + ".part")
+            try:
+                with urllib.request.urlopen(value) as r, open(part, "wb") as f:
+                    shutil.copyfileobj(r, f)
+            except OSError as exc:
+                raise CardError(
+                    f"{card.path}: cannot fetch the training data {value}: {exc}"
+                ) from exc
+            part.replace(dest)
+        return str(dest)
+
+    card.data = local(card.data)
+    card.method_data = {m: local(d) for m, d in card.method_data.items()}
 
 
 def check_model(model: str, err) -> None:

@@ -100,10 +100,10 @@ def plan(card: Card, out: str | os.PathLike, cell: Cell) -> CellPlan:
     train_argv = [
         "train",
         "--model", model_arg(cell.model),
-        "--data", card.data,
+        "--data", card.data_of(cell.method),
         "--out", str(folder / "train"),
         "--seed", str(cell.seed),
-        "--steps", str(card.steps),
+        *(["--steps", str(card.steps)] if card.steps is not None else []),
         "--no-progress",
         *option_args(card.methods[cell.method]),
     ]  # fmt: skip

@@ -237,7 +237,9 @@ def _run_ray(plans: list[CellPlan], on_done) -> dict[str, str | Exception]:
     except ImportError:
         raise CellError("--executor ray needs Ray: pip install 'embeval[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+        address = os.environ.get("RAY_ADDRESS")
+        local = {} if address else {"include_dashboard": False}  # a local cluster: lean
+        ray.init(address=address, log_to_driver=False, **local)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(run_cell)
     refs = {task.remote(p): p.cell.key for p in plans}

@@ -102,3 +102,28 @@ def test_dry_run_lists_cells(tmp_path):
     assert res.exit_code == 0, res.output
     assert res.output.count("todo") == 4
     assert not (tmp_path / "o").exists()
+
+
+def test_cell_states_from_the_files(tmp_path):
+    """todo -> partial (train/last) -> trained (train/DONE) -> done (results with this cell's
+    settings); results of other settings are stale, and the CLI refuses to run over them."""
+    import json
+
+    from embeval.reproduce.cells import cell_state, plan
+
+    path = card_file(tmp_path)
+    card = load_card(path)
+    p = plan(card, tmp_path / "out", card.cells()[0])
+    folder = tmp_path / "out" / "cells" / card.cells()[0].key
+    assert p.folder == str(folder) and cell_state(folder, p.meta) == "todo"
+    (folder / "train" / "last").mkdir(parents=True)
+    assert cell_state(folder, p.meta) == "partial"
+    (folder / "train" / "DONE").write_text("")
+    assert cell_state(folder, p.meta) == "trained"
+    (folder / "results.json").write_text(json.dumps({"meta": {"reproduce": p.meta}}))
+    assert cell_state(folder, p.meta) == "done"
+    other = {**p.meta, "settings": {**p.meta["settings"], "lr": 1.0}}
+    (folder / "results.json").write_text(json.dumps({"meta": {"reproduce": other}}))
+    assert cell_state(folder, p.meta) == "stale"
+    res = CliRunner().invoke(main, ["reproduce", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "other settings" in res.output

@@ -127,3 +127,39 @@ def test_cell_states_from_the_files(tmp_path):
     assert cell_state(folder, p.meta) == "stale"
     res = CliRunner().invoke(main, ["reproduce", str(path), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and "other settings" in res.output
+
+
+def test_jobs_run_cells_side_by_side_sharing_the_cores(tmp_path, monkeypatch):
+    """--jobs 2 on a CPU machine: two cells at once, each with cores / 2 threads; a failed cell
+    is reported without stopping the others."""
+    import threading
+    import time
+
+    from embeval.reproduce import cells as cl
+
+    card = load_card(card_file(tmp_path))
+    plans = [cl.plan(card, tmp_path / "out", c) for c in card.cells()]
+    running, most, seen = [0], [0], []
+    lock = threading.Lock()
+
+    def fake_run_cell(p, device=None, threads=None):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            seen.append((device, threads))
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        if p.cell.method == "focal" and p.cell.seed == 2:
+            raise cl.CellError("boom")
+        return p.folder
+
+    monkeypatch.setattr(cl, "run_cell", fake_run_cell)
+    monkeypatch.setattr(cl, "gpu_count", lambda: 0)
+    monkeypatch.setattr(cl.os, "cpu_count", lambda: 4)
+    out = cl.run_plans(plans, jobs=2)
+    assert most[0] == 2 and set(seen) == {(None, 2)}
+    assert sorted(k for k, v in out.items() if isinstance(v, Exception)) == [
+        "random-tiny__focal__seed2"
+    ]
+    assert len(out) == 4

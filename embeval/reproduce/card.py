@@ -33,7 +33,6 @@ runs.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -352,7 +351,3 @@ def check_tasks(ev: dict, err) -> None:
         select_tasks(split_tasks(tuple(ev["tasks"])), ev["split"], ev.get("protocol", "simcse"))
     except Exception as exc:
         raise err(f"eval.tasks: {exc}") from exc
-
-
-def settings_json(settings: dict) -> str:
-    return json.dumps(settings, sort_keys=True)

@@ -73,6 +73,7 @@ def test_good_card_cells_and_train_options(tmp_path):
         ({'baseline = "simcse"': 'baseline = "simcs"'}, "baseline 'simcs' is not a method"),
         ({"steps = 3": "step = 3"}, "unknown key 'step'; did you mean 'steps'"),
         ({"[train]": "[train]\nseed = 3"}, "seed is set by the card's seeds"),
+        ({"[train]": "[train]\nmodel = 'x'"}, "model is set by the card's models"),
         ({'tasks = ["STSBenchmark"]': 'tasks = ["STSBenchmarc"]'}, "eval.tasks"),
         ({"[eval]": "[eval]\nsplitt = 'dev'"}, "did you mean 'split'"),
         ({"steps = 3": "steps = 3 3"}, "not valid TOML"),

@@ -46,6 +46,7 @@ except ImportError:  # Python 3.10
 # `embeval train` parameters the runner sets for each cell: not card options.
 RUNNER_SET = {
     "model_name": "models",
+    "model": "models",  # the option's flag, --model
     "train_file": "data",
     "out": "(the cell's folder)",
     "seed": "seeds",

@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,download]"
+	$(BIN)/pip install -q -e ".[dev,download,ray]"
 	touch $@
 
 # Headless Chromium for the report's browser test (Debian package; needs root or sudo).

@@ -3,7 +3,16 @@
 `embeval --help` ends with QUICK_START (embeval.cli.app).
 """
 
-from embeval.cli import audit, check, data, export, report, score, train  # noqa: F401  (registers them)
+from embeval.cli import (  # noqa: F401  (registers them)
+    audit,
+    check,
+    data,
+    export,
+    report,
+    reproduce,
+    score,
+    train,
+)
 from embeval.cli.app import main
 
 __all__ = ["main"]

@@ -20,9 +20,9 @@ from embeval.eval.data.paths import DataError
 
 
 def stsb_dev_evaluator(tokenizer, root, device, batch_size, normalize=False):
-    """The Trainer's evaluate callback: STS-B dev Spearman plus alignment and uniformity, with
-    the encoder chain `embeval score` builds for the saved checkpoint (Normalize when it will
-    declare it)."""
+    """The Trainer's evaluate callback: STS-B dev Spearman plus alignment, uniformity, anisotropy
+    and effective rank, with the encoder chain `embeval score` builds for the saved checkpoint
+    (Normalize when it will declare it)."""
     from embeval.eval.data.paths import data_root
     from embeval.eval.data.sts import load_sts
     from embeval.eval.encoders.chain import build_encoder
@@ -50,6 +50,9 @@ def stsb_dev_evaluator(tokenizer, root, device, batch_size, normalize=False):
             "stsb_dev": run.tasks["STSBenchmark"]["spearman"],
             "alignment": d.get("alignment"),
             "uniformity": d.get("uniformity"),
+            # already measured by score(): free geometry for `embeval reproduce`'s collapse check
+            "anisotropy": d.get("anisotropy"),
+            "effective_rank": d.get("effective_rank"),
         }
 
     return evaluate

@@ -77,6 +77,7 @@ def test_good_card_cells_and_train_options(tmp_path):
         ({'tasks = ["STSBenchmark"]': 'tasks = ["STSBenchmarc"]'}, "eval.tasks"),
         ({"[eval]": "[eval]\nsplitt = 'dev'"}, "did you mean 'split'"),
         ({"steps = 3": "steps = 3 3"}, "not valid TOML"),
+        ({"normalize = true": 'matryoshka_dims = "64,x"'}, "matryoshka_dims: '64,x': expected"),
     ],
 )
 def test_bad_card_refused_before_anything_runs(tmp_path, replace, expected):
@@ -89,6 +90,12 @@ def test_bad_card_refused_before_anything_runs(tmp_path, replace, expected):
     res = CliRunner().invoke(main, ["reproduce", str(path), "--out", str(out)])
     assert res.exit_code == 2 and expected in res.output
     assert not out.exists()
+
+
+def test_options_given_as_cli_text_are_parsed_as_the_cli_does(tmp_path):
+    card = load_card(card_file(tmp_path, **{"normalize = true": 'matryoshka_dims = "32,16"'}))
+    assert card.methods["focal"]["matryoshka_dims"] == "32,16"
+    assert option_args(card.methods["focal"])[-2:] == ["--matryoshka-dims", "32,16"]
 
 
 def test_missing_card(tmp_path):

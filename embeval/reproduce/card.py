@@ -330,8 +330,16 @@ def check_units(settings: dict, where: str, err) -> None:
     from embeval.core.train_config import LOSS_FIELDS, TrainConfig
 
     fields = {k: v for k, v in settings.items() if k in TrainConfig.__dataclass_fields__}
+    params = train_params()
     fields["loss_args"] = {k: str(v) for k, v in settings.get("loss_args", {}).items()}
     try:
+        for key, value in fields.items():  # text the CLI parses (e.g. "384,256"), parsed alike
+            p = params.get(key)
+            if isinstance(value, str) and p is not None and p.callback is not None:
+                try:
+                    fields[key] = p.callback(None, p, value)
+                except Exception as exc:  # click.BadParameter: name the key, as the card has it
+                    raise ValueError(f"{key}: {getattr(exc, 'message', exc)}") from exc
         flags = {k: settings[k] for k in LOSS_FIELDS if k in settings}
         loss = fields.get("loss", "infonce")
         fields["loss_args"] = loss_args_with_flags(loss, fields["loss_args"], flags)

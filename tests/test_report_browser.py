@@ -69,6 +69,27 @@ def run_browser(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
+def laid_out(page: Path, tmp_path: Path) -> tuple[dict, subprocess.CompletedProcess]:
+    """What Chromium laid out of `page`: its images and tables (the harness's record), and the
+    DOM dump (the browser run)."""
+    harness = page.with_name("harness.html")
+    harness.write_text(page.read_text().replace("</body>", HARNESS + "</body>"))
+    res = run_browser(["--virtual-time-budget=10000", "--dump-dom", harness.as_uri()], tmp_path)
+    m = re.search(r'<pre id="harness-result">(.*?)</pre>', res.stdout, re.S)
+    assert m, f"harness result missing from the DOM dump: {res.stderr[-2000:]}"
+    got = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&amp;", "&"))
+    return got, res
+
+
+def assert_drawn(got: dict) -> None:
+    """Every image decoded and drawn, every table laid out."""
+    for img in got["imgs"]:
+        assert img["complete"] and img["naturalWidth"] > 0, f"image did not decode: {img}"
+        assert img["width"] > 100 and img["height"] > 100, f"image not drawn: {img}"
+    for t in got["tables"]:
+        assert t["width"] > 0 and t["height"] > 0, f"table not laid out: {t}"
+
+
 @pytest.fixture
 def page(tmp_path, tiny_data, fake_encoder) -> Path:
     runs = [
@@ -100,24 +121,15 @@ def test_page_renders_in_chromium(page, tmp_path):
     if os.environ.get("EMBEVAL_KEEP_SCREENSHOT"):  # to look at it: EMBEVAL_KEEP_SCREENSHOT=path
         shutil.copy(shot, os.environ["EMBEVAL_KEEP_SCREENSHOT"])
 
-    harness = page.with_name("harness.html")
-    harness.write_text(page.read_text().replace("</body>", HARNESS + "</body>"))
-    res = run_browser(["--virtual-time-budget=10000", "--dump-dom", harness.as_uri()], tmp_path)
-    m = re.search(r'<pre id="harness-result">(.*?)</pre>', res.stdout, re.S)
-    assert m, f"harness result missing from the DOM dump: {res.stderr[-2000:]}"
-    got = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&amp;", "&"))
+    got, res = laid_out(page, tmp_path)
 
     # Figures: alignment-uniformity + one similarity distribution per run (3 runs).
     assert len(got["imgs"]) == 4
-    for img in got["imgs"]:
-        assert img["complete"] and img["naturalWidth"] > 0, f"image did not decode: {img}"
-        assert img["width"] > 100 and img["height"] > 100, f"image not drawn: {img}"
+    assert_drawn(got)
     tables = {t["id"]: t for t in got["tables"] if t["id"]}
     # Two groups: the full tiny-data runs, and the partial (--limit 200) historic run.
     assert set(tables) == {"main-table-1", "main-table-2"}
     assert tables["main-table-1"]["rows"] == 3 and tables["main-table-2"]["rows"] == 2
-    for t in got["tables"]:
-        assert t["width"] > 0 and t["height"] > 0, f"table not laid out: {t}"
     assert "bow &lt;b&gt;model&lt;/b&gt;" in res.stdout  # escaped text, not markup
     assert np.isfinite(ink)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report_browser import assert_drawn, laid_out
 
 from embeval.reproduce.card import load_card
 from embeval.reproduce.cells import cell_state, plan
@@ -106,6 +107,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_tables(tmp_path, tiny_data
     for name in ("summary.csv", "summary.md"):
         assert (out / name).read_text() == (tmp_path / "whole" / name).read_text()
     assert "Experiment card" in (out / "report.html").read_text()
+    got, _ = laid_out(out / "report.html", tmp_path)  # the card's report, in a real browser
+    assert got["imgs"] and len(got["tables"]) >= 2
+    assert_drawn(got)
 
     # a new seed: only its two cells run, the others keep their results files
     more = make_card(tmp_path, seeds=(1, 2), steps=40, eval_steps=20)

@@ -288,7 +288,11 @@ class PromptBERT(Pooler):
     e = h_L[mask position] of TEMPLATE with [X] replaced by the sentence and [MASK] by the
     tokenizer's mask token; default ``This sentence : "[X]" means [MASK] .`` (`--template`).
     PromptBERT (Jiang et al., 2022), kongds/Prompt-BERT evaluation.py, whose code is followed:
-    a sentence not ending in . ? " ' gets a final period. Prompts are not truncated."""
+    a sentence not ending in . ? " ' gets a final period. Prompts are not truncated.
+
+    In training (``--view promptbert``, `for_views`) the view has built the prompts, view v's
+    rows holding template v, and the state then goes through the MLP pooling layer (dense +
+    tanh), as the reference's cl_forward with ``--mlp_only_train``: an MLP in training only."""
 
     default = 'This sentence : "[X]" means [MASK] .'
     no_truncation = True
@@ -347,7 +351,10 @@ class PromptBERTDenoised(PromptBERT):
     e = h_L[mask](TEMPLATE(sentence)) - h_L[mask](TEMPLATE("")), where the empty template's
     tokens after the slot keep the position ids they have in the filled prompt (shifted by the
     sentence's n tokens), as `get_delta` in kongds/Prompt-BERT evaluation.py sets them
-    (PromptBERT, Jiang et al., 2022). Models with offset positions (RoBERTa) get the offset."""
+    (PromptBERT, Jiang et al., 2022). Models with offset positions (RoBERTa) get the offset.
+    In training each view's rows subtract their own template's state, computed with gradient
+    and dropout on as in the reference's cl_forward (``--mask_embedding_sentence_delta``),
+    before the MLP; the reference runs lengths 0-49 each step, this only the lengths present."""
 
     denoise = True
 

@@ -231,8 +231,11 @@ def promptbert(
     The defaults are the released unsup-bert script's ``This sentence of "[X]" means [MASK] .``
     and ``This sentence : "[X]" means [MASK] .``. The texts stay bare sentences; each view's
     `PromptWrap` puts the sentence's tokens, cut to max_length, into its template, so truncation
-    never cuts a template. The training config records the pooler with `template1`, as the
-    reference evaluates with it.
+    never cuts a template. The reference cuts the sentence's own tokens to max_seq_length;
+    here max_length counts [CLS] and [SEP] too (as for every view), two tokens fewer. Neither
+    adds a final period in training (the evaluation pooler does, as the reference's
+    evaluation). The training config records the pooler with `template1`, as the reference
+    evaluates with it.
     """
     from embeval.core.augment import PromptWrap
 

@@ -30,9 +30,6 @@ class TokenRepetition(Augment):
         if self.max_dup < 1:
             raise ValueError(f"view esimcse: max_dup must be >= 1, got {self.max_dup}")
 
-    def bind(self, tokenizer) -> None:
-        """Called with the run's tokenizer before `token_ids` (for noise that needs its ids)."""
-
     def token_ids(self, ids: list[int]) -> list[int]:
         bound = min(self.max_dup, int(self.dup_rate * len(ids)))
         if bound <= 0:  # the code draws nothing then: SimCSE's view exactly

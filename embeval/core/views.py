@@ -31,6 +31,9 @@ class Augment:
     nothing). Randomness comes from Python's `random` or torch's global generator, whose states
     a run saves, so that --resume draws what an uninterrupted run draws."""
 
+    def bind(self, tokenizer) -> None:
+        """Called with the run's tokenizer before `token_ids` (noise that needs its ids)."""
+
     def token_ids(self, ids: list[int]) -> list[int]:
         """One sentence's token ids, [CLS] ... [SEP] without padding -> the view's ids."""
         return ids

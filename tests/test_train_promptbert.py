@@ -136,7 +136,8 @@ def make(tmp_path, data, pooler):
     return Trainer(backbone, tok, data, cfg, tmp_path / "out", progress=False), tok
 
 
-@pytest.mark.parametrize("pooler", ["promptbert", "promptbert_denoised"])
+# The recipe's pooler only (~15 s on 2 shared cores); the plain one is checked by hand above.
+@pytest.mark.parametrize("pooler", ["promptbert_denoised"])
 def test_promptbert_trains_records_reloads_and_resumes(pooler, shared_data, tmp_path):
     from transformers import BertModel
 

@@ -64,6 +64,7 @@ METHODS = {
     "esimcse": {"view": "esimcse", "negatives": ["momentum-queue"]},
     "consert": {"view": "consert", "loss": "nt-xent", "temperature": 0.1, "dropout": 0.0},
     "distilcse": {"view": "anchors", "negatives": ["teacher"]},
+    "promptbert": {"view": "promptbert", "pooler": "promptbert_denoised"},
 }
 
 
@@ -80,14 +81,13 @@ def run_embeval(args, device) -> dict:
 
     model, tok, _ = load_model(args.model, pooler="cls_before_pooler")
     cfg = TrainConfig(
-        **method_fields(args),
+        **{"pooler": "cls_before_pooler", **method_fields(args)},
         batch_size=args.batch_size,
         max_length=args.max_length,
         lr=args.lr,
         steps=WARMUP + args.steps,
         eval_steps=10**9,
         save_steps=10**9,
-        pooler="cls_before_pooler",
     )
     with tempfile.TemporaryDirectory() as out:
         tr = Trainer(model.backbone, tok, args.data, cfg, out, device=device, progress=False)

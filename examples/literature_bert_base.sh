@@ -8,6 +8,7 @@
 #   bash examples/literature_bert_base.sh 2dmse           # sup. SimCSE, 2D Matryoshka
 #   bash examples/literature_bert_base.sh sbert-nli       # SBERT's NLI softmax objective
 #   bash examples/literature_bert_base.sh diffcse         # DiffCSE, unsupervised
+#   bash examples/literature_bert_base.sh promptbert      # PromptBERT, unsupervised
 #
 # Supervised runs use SimCSE's NLI triplets (nli_for_simcse.csv, 275k rows: sent0,sent1,hard_neg)
 # with SimCSE's supervised BERT-base setting (batch 512 over the GPUs, lr 5e-5, 3 epochs, tau
@@ -30,9 +31,14 @@
 #   diffcse: voidism/DiffCSE run_diffcse.sh: wiki1m, batch 64, lr 7e-6, 2 epochs, mask 0.30,
 #     lambda 0.005, generator distilbert-base-uncased (same vocabulary as bert-base-uncased);
 #     its BatchNorm projector is not reproduced (see the objective's docstring).
+#   promptbert: kongds/Prompt-BERT run.sh unsup-bert: wiki1m, batch 256, lr 1e-5, 1 epoch, tau
+#     0.05, max length 32 (the sentence; the template is added around it); anchors in
+#     'This sentence of "[X]" means [MASK] .', positives in 'This sentence : "[X]" means
+#     [MASK] .' (the view's defaults), trained on the denoised [MASK] state through the MLP,
+#     evaluated on template 1's [MASK] state without denoising, as that script evaluates.
 set -euo pipefail
 
-METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka|2dmse|sbert-nli|diffcse}
+METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka|2dmse|sbert-nli|diffcse|promptbert}
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 DATA_DIR=${DATA_DIR:-data}
 NLI=${NLI:-$DATA_DIR/train/nli_for_simcse.csv}
@@ -68,11 +74,15 @@ case "$METHOD" in
           --objective-arg generator="${GENERATOR:-distilbert/distilbert-base-uncased}"
           --objective-arg mask_ratio=0.3 --objective-arg weight=0.005
           --batch-size 64 --lr 7e-6 --epochs 2 --temp 0.05 --max-length 32) ;;
+  promptbert) fetch "$WIKI" wiki1m_for_simcse.txt
+    ARGS=(--data "$WIKI" --view promptbert
+          --batch-size 256 --lr 1e-5 --epochs 1 --temp 0.05 --max-length 32) ;;
   *) echo "unknown method $METHOD" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
 POOL=(--pooler cls --eval-pooler cls_before_pooler)
 [ "$METHOD" = sbert-nli ] && POOL=()
+[ "$METHOD" = promptbert ] && POOL=(--pooler promptbert_denoised --eval-pooler promptbert)
 embeval train --model "$MODEL" --out "$OUT" "${POOL[@]}" "${ARGS[@]}" \
   --eval-steps 125 --seed 42 \
   --eval-data "$DATA_DIR" $EXTRA

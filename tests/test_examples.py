@@ -60,7 +60,8 @@ LITERATURE = SCRIPT.parent / "literature_bert_base.sh"
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "method", ["promcse-hinge", "gcse", "dclr", "matryoshka", "2dmse", "sbert-nli", "diffcse"]
+    "method",
+    ["promcse-hinge", "gcse", "dclr", "matryoshka", "2dmse", "sbert-nli", "diffcse", "promptbert"],
 )
 def test_literature_recipes_run(method, shared_data, tmp_path):
     """examples/literature_bert_base.sh METHOD with random-tiny, one step on the shared data

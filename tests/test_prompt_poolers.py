@@ -213,11 +213,14 @@ def test_decoder_last_token_reads_the_last_real_token(gpt2_ckpt, side, pooler, c
 
 @pytest.mark.parametrize("field", ["pooler", "eval_pooler"])
 def test_training_with_a_prompt_pooler_is_refused(field):
-    """The trainer tokenizes the bare sentences: a prompt pooler would never see its prompt."""
+    """The trainer tokenizes the bare sentences: a prompt pooler would never see its prompt,
+    except PromptBERT's, whose view builds the prompts (tests/test_train_promptbert.py)."""
     from embeval.core.train_config import TrainConfig
 
-    with pytest.raises(ValueError, match=f"{field}: prompt pooler promptbert is for scoring"):
-        TrainConfig(**{field: "promptbert"}).validate()
+    with pytest.raises(ValueError, match=f"{field}: prompt pooler prompteol is for scoring"):
+        TrainConfig(**{field: "prompteol"}).validate()
+    with pytest.raises(ValueError, match="needs --view promptbert"):
+        TrainConfig(pooler="promptbert").validate()
 
 
 def test_embeval_score_runs_a_decoder_checkpoint_folder(gpt2_ckpt, shared_data, tmp_path):

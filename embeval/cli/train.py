@@ -411,6 +411,7 @@ def train(
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
     from embeval.core.train_config import LOSS_FIELDS
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
+    from embeval.core.views import VIEWS
 
     trainer = None
     if resume and overwrite:
@@ -435,7 +436,9 @@ def train(
         if model_name == "random-tiny":
             backbone, tokenizer = random_tiny(cfg.seed)
         else:
-            model, tokenizer, info = load_model(model_name, pooler=cfg.pooler)
+            # PromptBERT trains an MLP over the [MASK] state: load the pooling layer, as for cls
+            prompt = cfg.view is not None and VIEWS.canonical(cfg.view) == "promptbert"
+            model, tokenizer, info = load_model(model_name, pooler="cls" if prompt else cfg.pooler)
             backbone = model.backbone
             if normalize is None:
                 cfg = dataclasses.replace(cfg, normalize=info.normalize)

@@ -163,3 +163,37 @@ def embedding_layer_hooks(backbone, augment: Sequence[Augment | None], b: int, a
     finally:
         for h in handles:
             h.remove()
+
+
+class PromptWrap(Augment):
+    """A sentence's tokens put into a PromptBERT template (``... "[X]" means [MASK] .``).
+
+    The sentence is tokenized and cut to max_length first, then the template's tokens go around
+    it, so truncation cuts the sentence and never the template (the prompt may end longer than
+    max_length), as kongds/Prompt-BERT's train.py builds its inputs (template prefix ids +
+    sentence ids + suffix ids). The template's ids are those of the template with the slot
+    empty (`embeval.core.poolers.template_ids`), the ones template denoising runs; a mask token
+    inside the sentence is dropped so each prompt holds exactly one."""
+
+    def __init__(self, template: str):
+        self.template = template
+        self._empty: list[int] | None = None
+
+    def bind(self, tokenizer) -> None:
+        from embeval.core.poolers import mask_token, template_ids
+
+        mask_token(tokenizer, "promptbert (view)")
+        self._empty, self._prefix = template_ids(self.template, tokenizer)
+        self._special = set(tokenizer.all_special_ids)
+        self._mask = tokenizer.mask_token_id
+
+    def token_ids(self, ids: list[int]) -> list[int]:
+        if self._empty is None:
+            raise RuntimeError("PromptWrap.token_ids before bind(tokenizer)")
+        a, z = 0, len(ids)  # the sentence's own tokens: special tokens off both ends
+        while a < z and ids[a] in self._special:
+            a += 1
+        while z > a and ids[z - 1] in self._special:
+            z -= 1
+        words = [i for i in ids[a:z] if i != self._mask]
+        return self._empty[: self._prefix] + words + self._empty[self._prefix :]

@@ -312,6 +312,9 @@ class Batches:
             rows = torch.cat([torch.arange(b) + c * b for c in views.order]).to(self.device)
             inputs = {k: v[rows] for k, v in inputs.items()}  # (V b, T)
         if views.augment:  # noise below the text (embeval.core.augment)
+            for aug in views.augment:
+                if aug is not None:
+                    aug.bind(self.tokenizer)
             inputs = repeat_tokens(inputs, views.augment, b, self.tokenizer.pad_token_id or 0)
         hooks = embedding_layer_hooks(
             self.model.backbone, views.augment, b, inputs["attention_mask"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from embeval.registry import Registry, UnknownUnit
@@ -287,7 +288,11 @@ class PromptBERT(Pooler):
     e = h_L[mask position] of TEMPLATE with [X] replaced by the sentence and [MASK] by the
     tokenizer's mask token; default ``This sentence : "[X]" means [MASK] .`` (`--template`).
     PromptBERT (Jiang et al., 2022), kongds/Prompt-BERT evaluation.py, whose code is followed:
-    a sentence not ending in . ? " ' gets a final period. Prompts are not truncated."""
+    a sentence not ending in . ? " ' gets a final period. Prompts are not truncated.
+
+    In training (``--view promptbert``, `for_views`) the view has built the prompts, view v's
+    rows holding template v, and the state then goes through the MLP pooling layer (dense +
+    tanh), as the reference's cl_forward with ``--mlp_only_train``: an MLP in training only."""
 
     default = 'This sentence : "[X]" means [MASK] .'
     no_truncation = True
@@ -304,6 +309,16 @@ class PromptBERT(Pooler):
         return "promptbert_denoised" if cls.denoise else "promptbert"
 
     denoise = False
+    # Training (`--view promptbert`): view v's rows are block v of the batch and hold template v.
+    view_templates: tuple[str, ...] = ()
+    mlp = None  # training: a module with .dense and .activation (BERT's pooler layer)
+
+    def for_views(self, templates: Sequence[str], mlp=None) -> PromptBERT:
+        """This pooler for a training batch whose V views each hold their own template, with
+        `mlp` (dense + tanh) over the (denoised) [MASK] state when given."""
+        pool = type(self)(self.template)
+        pool.view_templates, pool.mlp = tuple(templates), mlp
+        return pool
 
     def prepare(self, sentences: list[str], tokenizer) -> list[str]:
         mask = mask_token(tokenizer, self.registered_name())
@@ -324,6 +339,8 @@ class PromptBERT(Pooler):
         h = self._states_at_mask(hidden_states[-1], inputs.input_ids, tok.mask_token_id)
         if self.denoise:
             h = h - self._template_states(mask, inputs)
+        if self.mlp is not None:  # after denoising, as the reference's cl_forward
+            h = self.mlp.activation(self.mlp.dense(h))
         return h
 
 
@@ -334,22 +351,26 @@ class PromptBERTDenoised(PromptBERT):
     e = h_L[mask](TEMPLATE(sentence)) - h_L[mask](TEMPLATE("")), where the empty template's
     tokens after the slot keep the position ids they have in the filled prompt (shifted by the
     sentence's n tokens), as `get_delta` in kongds/Prompt-BERT evaluation.py sets them
-    (PromptBERT, Jiang et al., 2022). Models with offset positions (RoBERTa) get the offset."""
+    (PromptBERT, Jiang et al., 2022). Models with offset positions (RoBERTa) get the offset.
+    In training each view's rows subtract their own template's state, computed with gradient
+    and dropout on as in the reference's cl_forward (``--mask_embedding_sentence_delta``),
+    before the MLP; the reference runs lengths 0-49 each step, this only the lengths present."""
 
     denoise = True
 
     def _template_states(self, mask, inputs: PoolInputs):  # -> (B, H)
         import torch
 
+        if self.view_templates:  # training: the rows of view v (block v) hold template v
+            blocks = mask.chunk(len(self.view_templates))
+            return torch.cat(
+                [
+                    type(self)(t)._template_states(m, inputs)
+                    for t, m in zip(self.view_templates, blocks, strict=True)
+                ]
+            )
         tok, config = inputs.tokenizer, inputs.config
-        filled = self.template.replace(MASK_SLOT, tok.mask_token)
-        empty = tok(" ".join(filled.replace(SLOT, "").split()))["input_ids"]
-        prefix_text = filled.split(SLOT)[0].strip()
-        with_specials = tok(prefix_text)["input_ids"]
-        lead = 0  # special tokens before the text ([CLS], <s>)
-        while lead < len(with_specials) and with_specials[lead] in tok.all_special_ids:
-            lead += 1
-        prefix = lead + len(tok(prefix_text, add_special_tokens=False)["input_ids"])
+        empty, prefix = template_ids(self.template, tok)
         n = mask.long().sum(1) - len(empty)  # (B,) each sentence's tokens in its prompt
         lengths = sorted(set(n.tolist()))
         device = mask.device
@@ -363,6 +384,19 @@ class PromptBERTDenoised(PromptBERT):
         delta = self._states_at_mask(out.hidden_states[-1], ids, tok.mask_token_id)  # (K, H)
         row = {k: i for i, k in enumerate(lengths)}
         return delta[torch.tensor([row[k] for k in n.tolist()], device=device)]
+
+
+def template_ids(template: str, tokenizer) -> tuple[list[int], int]:
+    """The token ids of `template` with its sentence slot left empty (special tokens included)
+    and how many of them come before the slot: a sentence's ids go at that index."""
+    filled = template.replace(MASK_SLOT, tokenizer.mask_token)
+    empty = tokenizer(" ".join(filled.replace(SLOT, "").split()))["input_ids"]
+    prefix_text = filled.split(SLOT)[0].strip()
+    with_specials = tokenizer(prefix_text)["input_ids"]
+    lead = 0  # special tokens before the text ([CLS], <s>)
+    while lead < len(with_specials) and with_specials[lead] in tokenizer.all_special_ids:
+        lead += 1
+    return empty, lead + len(tokenizer(prefix_text, add_special_tokens=False)["input_ids"])
 
 
 # Models whose position ids start after the padding index (fairseq's convention).

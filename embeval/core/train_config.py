@@ -21,7 +21,7 @@ from embeval.core.losses import (
 )
 from embeval.core.negatives import NEGATIVES, negatives_arguments
 from embeval.core.objectives import OBJECTIVES, objective_arguments
-from embeval.core.poolers import POOLERS
+from embeval.core.poolers import POOLERS, PromptBERT
 from embeval.core.views import VIEWS, view_arguments, view_name
 
 
@@ -90,8 +90,10 @@ class TrainConfig:
                 unit = POOLERS.get(getattr(self, name))
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from exc
-            if getattr(unit, "template", None):  # the trainer tokenizes the bare sentences
+            # The trainer tokenizes bare sentences: only PromptBERT's view builds prompts.
+            if getattr(unit, "template", None) and not isinstance(unit, PromptBERT):
                 raise ValueError(f"{name}: prompt pooler {getattr(self, name)} is for scoring only")
+        self._validate_promptbert()
         for name in ("batch_size", "max_length", "eval_steps", "log_steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -105,6 +107,27 @@ class TrainConfig:
             )
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def _validate_promptbert(self) -> None:
+        """PromptBERT: a [MASK]-state training pooler and the two-template view go together,
+        and a template given to a prompt pooler must be the view's template1."""
+        prompt_view = self.view is not None and VIEWS.canonical(self.view) == "promptbert"
+        pool = POOLERS.get(self.pooler)
+        if isinstance(pool, PromptBERT) != prompt_view:
+            raise ValueError(
+                f"pooler {self.pooler} with view {self.view}: training with a PromptBERT pooler "
+                "needs --view promptbert (it builds the prompts), and that view needs --pooler "
+                "promptbert or promptbert_denoised (they read the [MASK] state)"
+            )
+        if prompt_view:
+            template1 = view_arguments(self.view, self.view_args)["template1"]
+            for name in ("pooler", "eval_pooler"):
+                unit, given = POOLERS.get(getattr(self, name)), getattr(self, name)
+                if isinstance(unit, PromptBERT) and ":" in given and unit.template != template1:
+                    raise ValueError(
+                        f"{name} {given!r}: its template must be the view's template1 "
+                        f"{template1!r} (or leave it out: it is filled in)"
+                    )
 
     def _validate_matryoshka(self) -> None:
         dims, weights = self.matryoshka_dims, self.matryoshka_weights
@@ -127,6 +150,7 @@ class TrainConfig:
         arguments (defaults filled in, text values converted), the view named, aliases resolved."""
         return dataclasses.replace(
             self,
+            **self._prompt_poolers(),
             loss=LOSSES.canonical(self.loss),
             loss_args=loss_arguments(self.loss, self.loss_args),
             view=view_name(self.view, columns),
@@ -138,6 +162,19 @@ class TrainConfig:
             else objective_arguments(self.objective, self.objective_args),
             negatives_args=negatives_arguments(self.negatives, _flat(self.negatives_args)),
         )
+
+    def _prompt_poolers(self) -> dict:
+        """With --view promptbert, a prompt pooler named without its template gets the view's
+        template1, so the run and its checkpoints record the template they evaluate with."""
+        if self.view is None or VIEWS.canonical(self.view) != "promptbert":
+            return {}
+        template1 = view_arguments(self.view, self.view_args)["template1"]
+        out = {}
+        for name in ("pooler", "eval_pooler"):
+            given = getattr(self, name)
+            if isinstance(POOLERS.get(given), PromptBERT) and ":" not in given:
+                out[name] = f"{POOLERS.canonical(given)}:{template1}"
+        return out
 
 
 def _flat(args: dict) -> dict:

@@ -125,12 +125,17 @@ class Trainer:
             )
         if config.dropout is not None:
             set_dropout(backbone, config.dropout)
-        if config.pooler != "cls" and getattr(backbone, "pooler", None) is not None:
+        prompt = config.view == "promptbert"  # its training pooler ends with the MLP, as cls
+        if config.pooler != "cls" and not prompt and getattr(backbone, "pooler", None) is not None:
             # The MLP is not in the training graph: frozen, DDP needs no unused-parameter search.
             backbone.pooler.requires_grad_(False)
         self.backbone = backbone.to(self.device)
-        self.model = SentenceModel(self.backbone, config.pooler)
-        self.eval_model = SentenceModel(self.backbone, config.eval_pooler)  # same weights
+        self.model = SentenceModel(self.backbone, config.pooler, tokenizer)
+        self.eval_model = SentenceModel(self.backbone, config.eval_pooler, tokenizer)  # shared
+        if prompt:  # each view's rows hold its own template (denoising); the MLP if any
+            templates = (config.view_args["template1"], config.view_args["template2"])
+            mlp = getattr(self.backbone, "pooler", None)
+            self.model._pool = self.model._pool.for_views(templates, mlp)
         check_batch_size(
             config.batch_size, self.world, self.data, config.loss, config.view, config.view_args
         )

@@ -31,6 +31,9 @@ class Augment:
     nothing). Randomness comes from Python's `random` or torch's global generator, whose states
     a run saves, so that --resume draws what an uninterrupted run draws."""
 
+    def bind(self, tokenizer) -> None:
+        """Called with the run's tokenizer before `token_ids` (noise that needs its ids)."""
+
     def token_ids(self, ids: list[int]) -> list[int]:
         """One sentence's token ids, [CLS] ... [SEP] without padding -> the view's ids."""
         return ids
@@ -208,3 +211,40 @@ def consert(
     if not 0.0 <= cutoff_rate < 1.0:
         raise ValueError(f"view consert: cutoff_rate must be in [0, 1), got {cutoff_rate}")
     return Views([[ex[0] for ex in examples]], (0, 0), (make(aug1, "aug1"), make(aug2, "aug2")))
+
+
+# kongds/Prompt-BERT run.sh, unsup-bert: TEMPLATE (anchors) and TEMPLATE2 (positives).
+PROMPTBERT_TEMPLATES = (
+    'This sentence of "[X]" means [MASK] .',
+    'This sentence : "[X]" means [MASK] .',
+)
+
+
+@VIEWS.register("promptbert")
+def promptbert(
+    examples: Sequence[Example],
+    template1: str = PROMPTBERT_TEMPLATES[0],
+    template2: str = PROMPTBERT_TEMPLATES[1],
+) -> Views:
+    """Unsupervised PromptBERT (Jiang et al., EMNLP 2022; kongds/Prompt-BERT): each sentence in
+    two different templates, `template1` for the anchors and `template2` for the positives,
+    dropout still on; the training pooler reads the [MASK] state (``--pooler promptbert``, or
+    ``promptbert_denoised`` to subtract each template's own empty-slot [MASK] state).
+
+    The defaults are the released unsup-bert script's ``This sentence of "[X]" means [MASK] .``
+    and ``This sentence : "[X]" means [MASK] .``. The texts stay bare sentences; each view's
+    `PromptWrap` puts the sentence's tokens, cut to max_length, into its template, so truncation
+    never cuts a template. The reference cuts the sentence's own tokens to max_seq_length;
+    here max_length counts [CLS] and [SEP] too (as for every view), two tokens fewer. Neither
+    adds a final period in training (the evaluation pooler does, as the reference's
+    evaluation). The training config records the pooler with `template1`, as the reference
+    evaluates with it.
+    """
+    from embeval.core.augment import PromptWrap
+
+    for name, t in (("template1", template1), ("template2", template2)):
+        for slot in ("[X]", "[MASK]"):
+            if t.count(slot) != 1:
+                raise ValueError(f"view promptbert: {name} {t!r} must hold {slot} exactly once")
+    wraps = (PromptWrap(template1), PromptWrap(template2))
+    return Views([[ex[0] for ex in examples]], (0, 0), wraps)

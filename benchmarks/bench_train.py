@@ -13,9 +13,12 @@ allocated on CUDA) is its own; the first 3 steps are warm-up and not timed.
 
     nice python benchmarks/bench_train.py [--model random-tiny] [--steps 100] [--batch-size 64]
 
---methods esimcse,consert,distilcse instead times embeval's training methods against its own
-InfoNCE (dropout views) on the same model, batches and device: sentences/s relative to infonce
-and peak memory, each in its own process (DistilCSE distils the model from itself).
+--methods esimcse,consert,distilcse instead times embeval's training methods (METHODS below)
+against its own InfoNCE (dropout views) on the same model, batch size and device: examples/s
+relative to infonce and peak memory, each in its own process. The supervised methods read
+SimCSE's NLI triplets (three sentences an example) unless --data is given; DistilCSE distils the
+model from itself, GCSE and DCLR score with a frozen copy of it, DiffCSE's generator is an MLM
+built from it. benchmarks/bench_methods.py also scores each method's STS-B dev.
 """
 
 from __future__ import annotations
@@ -58,21 +61,56 @@ def batches(args) -> list[list[str]]:
     ]
 
 
-# embeval's training methods, as TrainConfig fields (see README "Methods from the literature")
+# embeval's training methods, as TrainConfig fields (see README "Methods from the literature").
+# Placeholders filled per model by method_fields: "REFERENCE" (a frozen copy of the starting
+# weights), "WIDTHS" (the model's width halved three times), "GENERATOR" (an MLM built from it).
 METHODS = {
     "infonce": {},
+    "focal-infonce": {"loss": "focal-infonce"},
+    "sup-simcse": {"loss": "sup-simcse"},
     "esimcse": {"view": "esimcse", "negatives": ["momentum-queue"]},
     "consert": {"view": "consert", "loss": "nt-xent", "temperature": 0.1, "dropout": 0.0},
     "distilcse": {"view": "anchors", "negatives": ["teacher"]},
-    "promptbert": {"view": "promptbert", "pooler": "promptbert_denoised"},
+    "promptbert": {
+        "view": "promptbert",
+        "pooler": "promptbert_denoised",
+        "eval_pooler": "promptbert",
+    },
+    "promcse-hinge": {"loss": "promcse-hinge"},
+    "gcse": {"loss": "gcse", "reference_model": "REFERENCE"},
+    "dclr": {"loss": "dclr", "negatives": ["dclr-noise"], "reference_model": "REFERENCE"},
+    "matryoshka": {"matryoshka_dims": "WIDTHS"},
+    "2dmse": {"matryoshka_dims": "WIDTHS", "matryoshka_layers": 1},
+    "sbert-nli": {"objective": "sbert-nli"},
+    "diffcse": {"objective": "diffcse", "objective_args": {"generator": "GENERATOR"}},
 }
+SUPERVISED = {"sup-simcse", "promcse-hinge", "gcse", "sbert-nli"}  # trained on NLI triplets
+NLI = data_root() / "train/snli_devtest_triplets_for_simcse.csv"
 
 
-def method_fields(args) -> dict:
-    fields = dict(METHODS[args.method])
-    if args.method == "distilcse":
-        fields["negatives_args"] = {"teacher": args.model, "queue_size": 1024}
+def method_fields(method: str, model: str, hidden: int, generator: str) -> dict:
+    """METHODS[method] with its placeholders filled for this model. DistilCSE distils the model
+    from itself (queue 1024, within the data); the reference model is `initial`."""
+    fields = {k: (dict(v) if isinstance(v, dict) else v) for k, v in METHODS[method].items()}
+    if method == "distilcse":
+        fields["negatives_args"] = {"teacher": model, "queue_size": 1024}
+    if fields.get("reference_model") == "REFERENCE":
+        fields["reference_model"] = "initial"
+    if fields.get("matryoshka_dims") == "WIDTHS":
+        fields["matryoshka_dims"] = [hidden >> k for k in range(4)]
+    if fields.get("objective_args", {}).get("generator") == "GENERATOR":
+        fields["objective_args"]["generator"] = generator
     return fields
+
+
+def mlm_generator(model: str, folder: Path) -> None:
+    """DiffCSE's generator for `model`: a BertForMaskedLM from its encoder and tokenizer, saved
+    in `folder` (a checkpoint without an MLM head gets a fresh head transform; the decoder is
+    tied to the word embeddings)."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    BertForMaskedLM.from_pretrained(model).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model).save_pretrained(folder)
 
 
 def run_embeval(args, device) -> dict:
@@ -80,8 +118,10 @@ def run_embeval(args, device) -> dict:
     from embeval.core.trainer import TrainConfig, Trainer
 
     model, tok, _ = load_model(args.model, pooler="cls_before_pooler")
+    hidden = model.backbone.config.hidden_size
+    fields = method_fields(args.method, args.model, hidden, args.generator)
     cfg = TrainConfig(
-        **{"pooler": "cls_before_pooler", **method_fields(args)},
+        **{"pooler": "cls_before_pooler", **fields},
         batch_size=args.batch_size,
         max_length=args.max_length,
         lr=args.lr,
@@ -90,7 +130,8 @@ def run_embeval(args, device) -> dict:
         save_steps=10**9,
     )
     with tempfile.TemporaryDirectory() as out:
-        tr = Trainer(model.backbone, tok, args.data, cfg, out, device=device, progress=False)
+        data = NLI if args.method in SUPERVISED and args.data == str(DATA) else args.data
+        tr = Trainer(model.backbone, tok, data, cfg, out, device=device, progress=False)
         times = []
         tr.on_step_end.append(lambda t, s: times.append(time.perf_counter()))
         tr.train()
@@ -149,6 +190,7 @@ def main() -> None:
     ap.add_argument("--methods", help="comma-separated: " + ", ".join(list(METHODS)[1:]))
     ap.add_argument("--method", default="infonce", help=argparse.SUPPRESS)
     ap.add_argument("--side", choices=["embeval", "st"], help=argparse.SUPPRESS)
+    ap.add_argument("--generator", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
         return child(args)
@@ -185,7 +227,7 @@ def main() -> None:
 
 def child_command(args, side: str, method: str = "infonce") -> list[str]:
     cmd = [sys.executable, __file__, "--side", side, "--model", args.model, "--method", method]
-    for k in ("data", "steps", "batch_size", "max_length", "lr", "device"):
+    for k in ("data", "steps", "batch_size", "max_length", "lr", "device", "generator"):
         if getattr(args, k) is not None:
             cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
     return cmd
@@ -196,6 +238,7 @@ def compare_methods(args) -> None:
     unknown = [m for m in names if m not in METHODS]
     if unknown:
         sys.exit(f"--methods: unknown {unknown}; choose among {list(METHODS)[1:]}")
+    names = list(dict.fromkeys(names))
     with tempfile.TemporaryDirectory() as tmp:
         if args.model == "random-tiny":
             from embeval.core.model import random_tiny, save_checkpoint
@@ -203,6 +246,9 @@ def compare_methods(args) -> None:
             backbone, tok = random_tiny(0)
             save_checkpoint(backbone, tok, Path(tmp) / "tiny", "cls_before_pooler", args.max_length)
             args.model = str(Path(tmp) / "tiny")
+        if "diffcse" in names:
+            args.generator = str(Path(tmp) / "generator")
+            mlm_generator(args.model, Path(args.generator))
         res = {}
         for m in names:
             run = subprocess.run(

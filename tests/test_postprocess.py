@@ -266,6 +266,7 @@ def test_training_evaluation_builds_the_score_chain(tiny_data, monkeypatch, norm
     backbone, tok = random_tiny(seed=0)
     evaluate = cli_train.stsb_dev_evaluator(tok, tiny_data, "cpu", 8, normalize=normalize)
     got = evaluate(SentenceModel(backbone, "avg").eval())
-    assert set(got) == {"stsb_dev", "alignment", "uniformity"}
+    # STS-B dev, and the geometry `embeval reproduce` follows over steps (its collapse warning)
+    assert set(got) == {"stsb_dev", "alignment", "uniformity", "anisotropy", "effective_rank"}
     assert seen[0]["normalize"] is normalize and "cache_dir" not in seen[0]
     assert seen[0]["postprocess"] == [{"name": "normalize", "fit_on": None}] * normalize

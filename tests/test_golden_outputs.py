@@ -3,7 +3,8 @@
 tests/golden/outputs/ was written by `tools/golden_outputs.py` on main before the "one method,
 one place" reshape (issue 15); this test runs the same commands through the CLI and compares:
 - results files (packaged all-MiniLM-L6-v2: STS test, STS dev, the mteb protocol, the seven
-  transfer tasks): every number to 0.01 (figures are x100), every name and count exactly;
+  transfer tasks): every number to 0.01 (figures are x100), every name and count exactly,
+  except the transfer classifiers (TRANSFER_TOL below);
 - training logs (random-tiny, four losses, supervised and unsupervised data): steps, learning
   rates and counts exactly; losses and dev scores to 1e-6 relative. On the machine that wrote
   the files they were identical to the last digit (EMBEVAL_GOLDEN_EXACT=1 demands that); another
@@ -29,6 +30,23 @@ EXACT = os.environ.get("EMBEVAL_GOLDEN_EXACT") == "1"
 # Evaluation-record keys added after the files were saved (for `embeval reproduce`'s training
 # geometry): the diagnostics `embeval score` measures, whose figures the score cases check.
 ADDED_LOG_KEYS = {"anisotropy", "effective_rank"}
+# Transfer tasks: accuracy and F1 to 0.05, the per-fold C's by count only. A C that wins by a
+# near-tie on the inner folds moves with the last bits of the vectors, which the installed
+# packages' kernels decide: the very code that wrote the files (6c7d095) gave MPQA 87.52 (folds
+# 8 and 9: C 1 and 4) with the dependencies resolved on 2026-12-03 and 87.49 (C 2 and 2) with
+# those resolved on 2026-12-07, every other figure equal. STS figures have no such step.
+TRANSFER_TOL = 0.05
+
+
+def split_transfer(results: dict) -> dict:
+    """Take the transfer tasks' classifier figures out of `results` (for TRANSFER_TOL): the
+    per-fold C lists become their lengths."""
+    out = {}
+    for task, m in (results.get("tasks") or {}).items():
+        if "C" in m:
+            out[task] = {k: m.pop(k) for k in ("accuracy", "f1", "dev_accuracy") if k in m}
+            out[task]["folds"] = len(m.pop("C"))
+    return out
 
 
 def differences(want, got, tol: float, rel: bool, where: str = "") -> list[str]:
@@ -67,7 +85,11 @@ def test_outputs_equal_the_saved_ones(case, shared_data, cache, tmp_path):
     scored = case in golden.SCORE_CASES
     if not scored:  # keys logged since the files were saved (see ADDED_LOG_KEYS)
         got = [{k: v for k, v in r.items() if k not in ADDED_LOG_KEYS} for r in got]
-    diff = differences(want, got, 0.01 if scored else 1e-6, rel=not scored)
+    diff = []
+    if scored:
+        clf_want, clf_got = split_transfer(want), split_transfer(got)
+        diff = differences(clf_want, clf_got, TRANSFER_TOL, rel=False, where=".transfer")
+    diff += differences(want, got, 0.01 if scored else 1e-6, rel=not scored)
     assert not diff, f"{case} changed:\n" + "\n".join(diff[:20])
 
 
@@ -84,3 +106,24 @@ def test_differences_sees_a_changed_figure():
     assert differences(want, {"tasks": {}, "mean": 78.87}, 0.01, rel=False)
     assert differences([{"loss": 1.0}], [{"loss": 1.0}, {"loss": 0.5}], 1e-6, rel=True)
     assert differences([{"loss": 1.0}], [{"loss": 1.00001}], 1e-6, rel=True)
+
+
+def test_transfer_figures_are_compared_apart_within_their_tolerance():
+    """A near-tie C flip moving MPQA by 0.03 passes; a 0.1 move or a lost fold does not; the
+    STS part is still compared to 0.01."""
+    want = {"tasks": {"MPQA": {"C": [1.0, 4.0], "accuracy": 87.52, "n": 10}, "STS12": {"x": 1.0}}}
+
+    def check(got: dict) -> list[str]:
+        w, g = json.loads(json.dumps(want)), json.loads(json.dumps(got))
+        clf = differences(split_transfer(w), split_transfer(g), TRANSFER_TOL, rel=False)
+        return clf + differences(w, g, 0.01, rel=False)
+
+    moved = {"tasks": {"MPQA": {"C": [2.0, 2.0], "accuracy": 87.49, "n": 10}, "STS12": {"x": 1.0}}}
+    assert check(moved) == []
+    assert check(
+        {**moved, "tasks": {**moved["tasks"], "MPQA": {**moved["tasks"]["MPQA"], "accuracy": 87.4}}}
+    )
+    assert check(
+        {**moved, "tasks": {**moved["tasks"], "MPQA": {**moved["tasks"]["MPQA"], "C": [2.0]}}}
+    )
+    assert check({**moved, "tasks": {**moved["tasks"], "STS12": {"x": 1.02}}})

@@ -51,8 +51,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "issue14-02-trainer-ignores-temp",
         BATCHES,
-        "return fn(sim, cfg.temperature, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))",
-        "return fn(sim, 0.05, **bind_loss_arguments(fn, cfg.loss_args, cfg.loss))",
+        "tau = cfg.temperature if temperature is None else temperature",
+        "tau = 0.05 if temperature is None else temperature",
         (
             "tests/test_trainer.py::test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_and_m",
             "tests/test_trainer.py::test_contrastive_loss_uses_the_config_s_temperature_and_normalises",
@@ -63,8 +63,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "issue14-03-trainer-no-l2-normalise",
         BATCHES,
-        "emb = F.normalize(emb.float(), dim=-1)  # cosine in float32",
-        "emb = emb.float()",
+        "emb = F.normalize(emb[..., :dim].float(), dim=-1)  # cosine in float32",
+        "emb = emb[..., :dim].float()",
         (
             "tests/test_trainer.py::test_contrastive_loss_is_focal_infonce_of_the_cosines_with_the_config_s_tau_and_m",
             "tests/test_trainer.py::test_contrastive_loss_uses_the_config_s_temperature_and_normalises",
@@ -350,8 +350,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "report-best-is-min",
         TABLES,
-        "top = round(max(vals), 2)",
-        "top = round(min(vals), 2)",
+        "top = round(min(vals) if col in lower else max(vals), 2)",
+        "top = round(min(vals) if col not in lower else max(vals), 2)",
         ("tests/test_report.py",),
         "the worst figure of a column shown in bold",
     ),

@@ -40,12 +40,13 @@ TRANSFER_TOL = 0.05
 
 def split_transfer(results: dict) -> dict:
     """Take the transfer tasks' classifier figures out of `results` (for TRANSFER_TOL): the
-    per-fold C lists become their lengths."""
+    chosen C's become their count."""
     out = {}
     for task, m in (results.get("tasks") or {}).items():
         if "C" in m:
             out[task] = {k: m.pop(k) for k in ("accuracy", "f1", "dev_accuracy") if k in m}
-            out[task]["folds"] = len(m.pop("C"))
+            c = m.pop("C")  # a list per fold (k-fold tasks), one value (a fixed split)
+            out[task]["folds"] = len(c) if isinstance(c, list) else 1
     return out
 
 
@@ -112,6 +113,7 @@ def test_transfer_figures_are_compared_apart_within_their_tolerance():
     """A near-tie C flip moving MPQA by 0.03 passes; a 0.1 move or a lost fold does not; the
     STS part is still compared to 0.01."""
     want = {"tasks": {"MPQA": {"C": [1.0, 4.0], "accuracy": 87.52, "n": 10}, "STS12": {"x": 1.0}}}
+    want["tasks"]["SST2"] = {"C": 8.0, "accuracy": 80.0}  # a fixed split: one C
 
     def check(got: dict) -> list[str]:
         w, g = json.loads(json.dumps(want)), json.loads(json.dumps(got))
@@ -119,6 +121,7 @@ def test_transfer_figures_are_compared_apart_within_their_tolerance():
         return clf + differences(w, g, 0.01, rel=False)
 
     moved = {"tasks": {"MPQA": {"C": [2.0, 2.0], "accuracy": 87.49, "n": 10}, "STS12": {"x": 1.0}}}
+    moved["tasks"]["SST2"] = {"C": 4.0, "accuracy": 80.01}
     assert check(moved) == []
     assert check(
         {**moved, "tasks": {**moved["tasks"], "MPQA": {**moved["tasks"]["MPQA"], "accuracy": 87.4}}}

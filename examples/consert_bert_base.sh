@@ -12,6 +12,7 @@
 #
 # Expected (paper, Table 2, unsupervised BERT-base): STS avg 72.74.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 DATA_DIR=${DATA_DIR:-data}
@@ -20,7 +21,7 @@ OUT=${OUT:-runs/consert-bert-base}
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 
-[ -d "$DATA_DIR/sts/STSBenchmark" ] || embeval data download --data "$DATA_DIR" --only sts
+need_sts "$DATA_DIR"
 if [ ! -s "$STSSICK" ]; then  # every sentence of the STS/SICK pairs, labels unused
   mkdir -p "$(dirname "$STSSICK")"
   python - "$DATA_DIR" "$STSSICK" <<'PY'
@@ -48,6 +49,4 @@ embeval train --model "$MODEL" --data "$STSSICK" --out "$OUT" \
   --loss nt-xent --temp 0.1 --batch-size 96 --lr 5e-7 --max-length 64 --epochs 10 \
   --pooler avg --eval-pooler avg --eval-steps 200 --seed 1 --eval-data "$DATA_DIR" $EXTRA
 
-embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
-embeval report "reports/runs/$(basename "$OUT")-test.json" --train-log "$OUT/train_log.jsonl" \
-  --out "reports/$(basename "$OUT").html"
+score_and_report "$OUT" "$DATA_DIR"

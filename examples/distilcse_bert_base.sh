@@ -14,6 +14,7 @@
 #
 # Expected: the paper's BERT-base student rows need its data and budget; not reproduced here.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 TEACHER=${TEACHER:-princeton-nlp/sup-simcse-roberta-large}
@@ -25,13 +26,8 @@ QUEUE=${QUEUE:-65536}
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 
-if [ ! -s "$WIKI" ]; then
-  mkdir -p "$(dirname "$WIKI")"
-  curl -fL -o "$WIKI.part" \
-    https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/wiki1m_for_simcse.txt
-  mv "$WIKI.part" "$WIKI"
-fi
-[ -d "$DATA_DIR/sts/STSBenchmark" ] || embeval data download --data "$DATA_DIR" --only sts
+fetch_simcse "$WIKI" wiki1m_for_simcse.txt
+need_sts "$DATA_DIR"
 
 # shellcheck disable=SC2086
 embeval train --model "$MODEL" --data "$WIKI" --out "$OUT" \
@@ -41,6 +37,4 @@ embeval train --model "$MODEL" --data "$WIKI" --out "$OUT" \
   --pooler cls --eval-pooler cls --keep-pooler \
   --eval-steps 125 --seed 1111 --eval-data "$DATA_DIR" $EXTRA
 
-embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
-embeval report "reports/runs/$(basename "$OUT")-test.json" --train-log "$OUT/train_log.jsonl" \
-  --out "reports/$(basename "$OUT").html"
+score_and_report "$OUT" "$DATA_DIR"

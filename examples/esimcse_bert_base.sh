@@ -10,6 +10,7 @@
 #
 # Expected (paper, Table 1): STS avg 78.27 for BERT-base.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 DATA_DIR=${DATA_DIR:-data}
@@ -18,13 +19,8 @@ OUT=${OUT:-runs/esimcse-bert-base}
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 
-if [ ! -s "$WIKI" ]; then   # the file SimCSE's data/download_wiki.sh fetches
-  mkdir -p "$(dirname "$WIKI")"
-  curl -fL -o "$WIKI.part" \
-    https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/wiki1m_for_simcse.txt
-  mv "$WIKI.part" "$WIKI"
-fi
-[ -d "$DATA_DIR/sts/STSBenchmark" ] || embeval data download --data "$DATA_DIR" --only sts
+fetch_simcse "$WIKI" wiki1m_for_simcse.txt
+need_sts "$DATA_DIR"
 
 # shellcheck disable=SC2086
 embeval train --model "$MODEL" --data "$WIKI" --out "$OUT" \
@@ -34,6 +30,4 @@ embeval train --model "$MODEL" --data "$WIKI" --out "$OUT" \
   --pooler cls --eval-pooler cls_before_pooler \
   --eval-steps 125 --seed 42 --eval-data "$DATA_DIR" $EXTRA
 
-embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
-embeval report "reports/runs/$(basename "$OUT")-test.json" --train-log "$OUT/train_log.jsonl" \
-  --out "reports/$(basename "$OUT").html"
+score_and_report "$OUT" "$DATA_DIR"

@@ -10,6 +10,7 @@
 #
 # Expected (authors' README): STS-B dev about 82-83 during training; STS test Avg. 77.32.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 MODEL=${MODEL:-google-bert/bert-base-uncased}
 DATA_DIR=${DATA_DIR:-data}
@@ -20,13 +21,8 @@ NPROC=${NPROC:-1}
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 
-if [ ! -s "$WIKI" ]; then   # the file SimCSE's data/download_wiki.sh fetches
-  mkdir -p "$(dirname "$WIKI")"
-  curl -fL -o "$WIKI.part" \
-    https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/wiki1m_for_simcse.txt
-  mv "$WIKI.part" "$WIKI"
-fi
-[ -d "$DATA_DIR/sts/STSBenchmark" ] || embeval data download --data "$DATA_DIR" --only sts
+fetch_simcse "$WIKI" wiki1m_for_simcse.txt
+need_sts "$DATA_DIR"
 
 if [ "$NPROC" -gt 1 ]; then LAUNCH=(torchrun --nproc_per_node "$NPROC" -m embeval.cli); else LAUNCH=(embeval); fi
 # shellcheck disable=SC2086
@@ -36,7 +32,4 @@ if [ "$NPROC" -gt 1 ]; then LAUNCH=(torchrun --nproc_per_node "$NPROC" -m embeva
   --pooler cls --eval-pooler cls_before_pooler \
   --eval-steps 125 --seed 42 --eval-data "$DATA_DIR" $EXTRA
 
-# The seven STS test sets with the best checkpoint (SimCSE protocol), then a report.
-embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
-embeval report "reports/runs/$(basename "$OUT")-test.json" --train-log "$OUT/train_log.jsonl" \
-  --out "reports/$(basename "$OUT").html"
+score_and_report "$OUT" "$DATA_DIR"

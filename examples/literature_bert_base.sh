@@ -37,6 +37,7 @@
 #     [MASK] .' (the view's defaults), trained on the denoised [MASK] state through the MLP,
 #     evaluated on template 1's [MASK] state without denoising, as that script evaluates.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 METHOD=${1:?usage: $0 promcse-hinge|gcse|dclr|matryoshka|2dmse|sbert-nli|diffcse|promptbert}
 MODEL=${MODEL:-google-bert/bert-base-uncased}
@@ -47,34 +48,33 @@ OUT=${OUT:-runs/$METHOD-bert-base}
 DIMS=${DIMS:-768,512,256,128,64}  # Matryoshka widths (BERT-base: 768 wide)
 EXTRA=${EXTRA:-}             # e.g. "--steps 2" for a dry run
 # Also: REFERENCE (dclr's frozen scorer), GENERATOR (diffcse's MLM), WARMUP (sbert-nli), SCORE
-SIMCSE=https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}
 
-fetch() { [ -s "$1" ] || { mkdir -p "$(dirname "$1")"; curl -fL -o "$1.part" "$SIMCSE/$2"; mv "$1.part" "$1"; }; }
-[ -d "$DATA_DIR/sts/STSBenchmark" ] || embeval data download --data "$DATA_DIR" --only sts
+need_sts "$DATA_DIR"
 SUP=(--batch-size 512 --lr 5e-5 --epochs 3 --temp 0.05 --max-length 32)
 case "$METHOD" in
-  promcse-hinge) fetch "$NLI" nli_for_simcse.csv
+  promcse-hinge) fetch_simcse "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss promcse-hinge --loss-arg margin=0.2 --loss-arg weight=10 "${SUP[@]}") ;;
-  gcse) fetch "$NLI" nli_for_simcse.csv
+  gcse) fetch_simcse "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss gcse --loss-arg alpha=0.17 --reference-model initial "${SUP[@]}") ;;
-  dclr) fetch "$WIKI" wiki1m_for_simcse.txt
+  dclr) fetch_simcse "$WIKI" wiki1m_for_simcse.txt
     ARGS=(--data "$WIKI" --loss dclr --loss-arg phi=0.9 --negatives dclr-noise
           --reference-model "${REFERENCE:-princeton-nlp/unsup-simcse-bert-base-uncased}"
           --batch-size 128 --lr 3e-5 --epochs 3 --temp 0.05 --max-length 32) ;;
-  matryoshka) fetch "$NLI" nli_for_simcse.csv
+  matryoshka) fetch_simcse "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims "$DIMS" "${SUP[@]}") ;;
-  2dmse) fetch "$NLI" nli_for_simcse.csv
+  2dmse) fetch_simcse "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --loss sup-simcse --matryoshka-dims "$DIMS"
           --matryoshka-layers 1 --matryoshka-kl-temperature 0.3 "${SUP[@]}") ;;
-  sbert-nli) fetch "$NLI" nli_for_simcse.csv
+  sbert-nli) fetch_simcse "$NLI" nli_for_simcse.csv
     ARGS=(--data "$NLI" --objective sbert-nli --batch-size 16 --lr 2e-5 --epochs 1
           --warmup-steps "${WARMUP:-3437}" --max-length 128 --pooler avg --eval-pooler avg) ;;
-  diffcse) fetch "$WIKI" wiki1m_for_simcse.txt
+  diffcse) fetch_simcse "$WIKI" wiki1m_for_simcse.txt
     ARGS=(--data "$WIKI" --objective diffcse
           --objective-arg generator="${GENERATOR:-distilbert/distilbert-base-uncased}"
           --objective-arg mask_ratio=0.3 --objective-arg weight=0.005
           --batch-size 64 --lr 7e-6 --epochs 2 --temp 0.05 --max-length 32) ;;
-  promptbert) fetch "$WIKI" wiki1m_for_simcse.txt
+  promptbert) fetch_simcse "$WIKI" wiki1m_for_simcse.txt
     ARGS=(--data "$WIKI" --view promptbert
           --batch-size 256 --lr 1e-5 --epochs 1 --temp 0.05 --max-length 32) ;;
   *) echo "unknown method $METHOD" >&2; exit 2 ;;
@@ -87,5 +87,5 @@ embeval train --model "$MODEL" --out "$OUT" "${POOL[@]}" "${ARGS[@]}" \
   --eval-steps 125 --seed 42 \
   --eval-data "$DATA_DIR" $EXTRA
 if [ "${SCORE:-1}" = 1 ]; then  # SCORE=0: train only (tests/test_examples.py)
-  embeval score "$OUT/best" --data "$DATA_DIR" --out "reports/runs/$(basename "$OUT")-test.json"
+  score_and_report "$OUT" "$DATA_DIR"
 fi

@@ -1,23 +1,21 @@
-"""examples/focal_infonce_bert_base.sh runs end to end (slow): the paper's recipe, shrunk.
+"""The examples/ recipes run end to end (slow): each paper's recipe, shrunk.
 
-The script's own knobs swap BERT-base for random-tiny and the 1M sentences for the 11,914 here,
-and EXTRA stops training after 2 steps; the commands themselves (train flags, scoring the best
-checkpoint on the STS suite, the report) are the ones a GPU machine with internet runs. NPROC=2
-launches the training through torchrun (gloo on CPU), as on several GPUs.
+tests/train_helpers.run_recipe swaps BERT-base for random-tiny and the 1M sentences for the
+11,914 here, and EXTRA stops training after a step or two; the commands themselves (train flags,
+scoring the best checkpoint on the STS suite, the report) are the ones a GPU machine with internet
+runs. NPROC=2 launches the Focal-InfoNCE training through torchrun (gloo on CPU), as on several
+GPUs. examples/{esimcse,consert,distilcse}_bert_base.sh: tests/test_method_examples.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "focal_infonce_bert_base.sh"
+from train_helpers import run_recipe
 
 
 @pytest.mark.slow
@@ -27,24 +25,11 @@ def test_paper_recipe_script_runs(nproc, shared_data, tmp_path):
     if nproc > 1 and not shutil.which("torchrun", path=bin_dir):
         pytest.fail(f"torchrun not found beside {sys.executable}")
     out = tmp_path / "runs" / "recipe"
-    data = shared_data.resolve()  # the script runs in tmp_path; the data path may be relative
-    env = {
-        **os.environ,
-        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
-        "HF_HUB_OFFLINE": "1",
-        "MODEL": "random-tiny",
-        "DATA_DIR": str(data),
-        "WIKI": str(data / "train" / "wiki1m_for_simcse.first11914.txt"),
-        "OUT": str(out),
-        "NPROC": str(nproc),
-        "BATCH": str(64 // nproc),
-        "EXTRA": "--steps 2 --eval-steps 2 --no-progress --device cpu",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    res = subprocess.run(
-        ["bash", str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    extra = "--steps 2 --eval-steps 2 --no-progress --device cpu"
+    run_recipe(
+        "focal_infonce_bert_base.sh", shared_data, out, tmp_path,
+        NPROC=nproc, BATCH=64 // nproc, EXTRA=extra,
+    )  # fmt: skip
 
     cfg = json.loads((out / "train_config.json").read_text())
     assert (cfg["loss"], cfg["loss_args"]["m"], cfg["temperature"]) == ("focal-infonce", 0.3, 0.05)
@@ -53,9 +38,6 @@ def test_paper_recipe_script_runs(nproc, shared_data, tmp_path):
     run = json.loads((tmp_path / "reports" / "runs" / "recipe-test.json").read_text())
     assert len(run["tasks"]) == 7 and run["avg"] is not None
     assert (tmp_path / "reports" / "recipe.html").stat().st_size > 10_000
-
-
-LITERATURE = SCRIPT.parent / "literature_bert_base.sh"
 
 
 @pytest.mark.slow
@@ -73,26 +55,13 @@ def test_literature_recipes_run(method, shared_data, tmp_path):
     backbone, tok = random_tiny(1)
     BertForMaskedLM(backbone.config).save_pretrained(tmp_path / "gen")
     tok.save_pretrained(tmp_path / "gen")
-    data = shared_data.resolve()
     out = tmp_path / "runs" / method
-    env = {
-        **os.environ,
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
-        "HF_HUB_OFFLINE": "1",
-        "MODEL": "random-tiny",
-        "DATA_DIR": str(data),
-        "NLI": str(data / "train" / "snli_devtest_triplets_for_simcse.csv"),
-        "WIKI": str(data / "train" / "wiki1m_for_simcse.first11914.txt"),
-        "OUT": str(out),
-        "REFERENCE": "random-tiny",
-        "GENERATOR": str(tmp_path / "gen"),
-        "SCORE": "0",
-        "DIMS": "128,64",  # random-tiny is 128 wide
-        "EXTRA": "--steps 1 --batch-size 8 --no-eval --no-progress --device cpu",
-    }
-    run = subprocess.run(
-        ["bash", str(LITERATURE), method], env=env, cwd=tmp_path, capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_recipe(
+        "literature_bert_base.sh", shared_data, out, tmp_path, method,
+        NLI=shared_data.resolve() / "train" / "snli_devtest_triplets_for_simcse.csv",
+        REFERENCE="random-tiny", GENERATOR=tmp_path / "gen", SCORE=0,
+        DIMS="128,64",  # random-tiny is 128 wide
+        EXTRA="--steps 1 --batch-size 8 --no-eval --no-progress --device cpu",
+    )  # fmt: skip
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["steps"] == 1 and (out / "best" / "model.safetensors").is_file()

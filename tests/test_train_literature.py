@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from scipy.stats import spearmanr
-from train_helpers import read_log
+from train_helpers import read_log, train_until_interrupted
 
 from embeval.cli import main
 from embeval.core.model import random_tiny
@@ -69,15 +69,7 @@ def test_method_trains_reloads_and_resumes(method, shared_data, tmp_path):
     st = SentenceTransformer(str(last), device="cpu").encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(ours, st, atol=1e-5)
 
-    part = make(tmp_path / "b", data, fields)
-
-    def interrupt(trainer, step):
-        if step == CUT:
-            raise KeyboardInterrupt
-
-    part.on_step_end.append(interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        part.train()
+    train_until_interrupted(make(tmp_path / "b", data, fields), CUT)
     make(tmp_path / "b", data, fields).train(resume=True)  # same --model: 'initial' alike
     resumed = TransformerEncoder.from_checkpoint(
         str(tmp_path / "b" / "out" / "last"), progress=False, device="cpu"

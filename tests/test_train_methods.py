@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from train_helpers import read_log, write_sentences
+from train_helpers import read_log, train_until_interrupted, write_sentences
 
 from embeval.cli import main
 from embeval.core import losses
@@ -155,14 +155,6 @@ def test_esimcse_without_repetition_or_queue_is_simcse(tmp_path):
         assert torch.equal(v, runs["esimcse"][1][k]), k
 
 
-def interrupt_at(step):
-    def hook(trainer, s):
-        if s == step:
-            raise KeyboardInterrupt
-
-    return hook
-
-
 RESUMABLE = {
     "distilcse": dict(view="anchors", negatives=["teacher"]),
     "esimcse": dict(view="esimcse", negatives=["momentum-queue"], negatives_args={"queue_size": 8}),
@@ -182,10 +174,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, method, at):
         kw["negatives_args"] = {"teacher": teacher, "queue_size": 8}
     full = trainer(tmp_path / "a", steps=7, **kw)
     full.train()
-    part = trainer(tmp_path / "b", steps=7, **kw)
-    part.on_step_end.append(interrupt_at(at))
-    with pytest.raises(KeyboardInterrupt):
-        part.train()
+    train_until_interrupted(trainer(tmp_path / "b", steps=7, **kw), at)
     again = trainer(tmp_path / "b", steps=7, **kw)
     again.train(resume=True)
     for k, v in weights(full).items():
@@ -375,7 +364,7 @@ def test_distilcse_teacher_of_another_width_and_tokenizer(tmp_path):
     tr.train()
     with pytest.raises(ValueError, match="needs --negatives-arg teacher=CHECKPOINT"):
         trainer(tmp_path / "c", negatives_args={"queue_size": 8}, **kw)
-    with pytest.raises(ValueError, match="queue_size 40 \\+ the batch 4 exceed the 40"):
+    with pytest.raises(ValueError, match="queue_size 40 \\+ the global batch 4 exceed the 40"):
         trainer(tmp_path / "d", negatives_args={"teacher": other, "queue_size": 40}, **kw)
     with pytest.raises(ValueError, match="view anchors gives anchors only"):
         trainer(tmp_path / "e", pooler="avg", view="anchors", steps=1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from train_helpers import read_log, write_sentences
+from train_helpers import read_log, train_until_interrupted, write_sentences
 
 from embeval.cli import main
 from embeval.core.model import random_tiny
@@ -92,15 +92,7 @@ def test_sbert_nli_trains_keeps_its_head_out_of_the_checkpoint_and_resumes(share
     state = torch.load(tmp_path / "a" / "last" / "trainer_state.pt", weights_only=False)
     assert torch.equal(state["objective"]["classifier.weight"], full.objective.classifier.weight)
 
-    part = make(tmp_path / "b", data, steps=10)
-
-    def interrupt(trainer, step):
-        if step == 4:
-            raise KeyboardInterrupt
-
-    part.on_step_end.append(interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        part.train()
+    train_until_interrupted(make(tmp_path / "b", data, steps=10), 4)
     resumed = make(tmp_path / "b", data, steps=10)
     resumed.train(resume=True)
     assert [r["loss"] for r in read_log(tmp_path / "b") if "loss" in r] == losses
@@ -186,10 +178,7 @@ def test_diffcse_trains_resumes_and_reduces_to_simcse(shared_data, tmp_path):
     assert not any(k.startswith("_generator") for k in state["objective"])  # frozen: not kept
     same_embeddings_everywhere(tmp_path / "a" / "last")
 
-    part = run(tmp_path / "b")
-    part.on_step_end.append(lambda t, s: (_ for _ in ()).throw(KeyboardInterrupt) if s == 3 else 0)
-    with pytest.raises(KeyboardInterrupt):
-        part.train()
+    train_until_interrupted(run(tmp_path / "b"), 3)
     run(tmp_path / "b").train(resume=True)
     assert [r["loss"] for r in read_log(tmp_path / "b") if "loss" in r] == losses
 

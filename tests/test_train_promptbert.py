@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from train_helpers import read_log
+from train_helpers import read_log, train_until_interrupted
 
 from embeval.core.augment import PromptWrap
 from embeval.core.model import random_tiny
@@ -168,15 +168,7 @@ def test_promptbert_trains_records_reloads_and_resumes(pooler, shared_data, tmp_
         want = np.stack([mask_state(raw, prompt_ids(tok, T1, w)).numpy() for w in words])
     np.testing.assert_allclose(ours, want, atol=1e-5)
 
-    part, _ = make(tmp_path / "b", data, pooler)
-
-    def interrupt(trainer, step):
-        if step == CUT:
-            raise KeyboardInterrupt
-
-    part.on_step_end.append(interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        part.train()
+    train_until_interrupted(make(tmp_path / "b", data, pooler)[0], CUT)
     make(tmp_path / "b", data, pooler)[0].train(resume=True)
     resumed = TransformerEncoder.from_checkpoint(
         str(tmp_path / "b" / "out" / "last"), progress=False, device="cpu"

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from train_helpers import WORDS, read_log, write_sentences
+from train_helpers import WORDS, read_log, train_until_interrupted, write_sentences
 
 from embeval.core import losses
 from embeval.core.batches import contrastive_loss
@@ -340,14 +340,7 @@ def test_resume_reads_a_state_saved_before_loss_args(tmp_path):
     them) resumes as loss_args {"m": focal_m} for focal-infonce, the view by the data and no
     providers; a run asking for another m is refused, naming the resolved arguments."""
     stop = make_trainer(tmp_path, steps=4, loss="focal-infonce", loss_args={"m": 0.2})
-
-    def interrupt(trainer, step):
-        if step == 3:  # saved at the evaluation of step 3
-            raise KeyboardInterrupt
-
-    stop.on_step_end.append(interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        stop.train()
+    train_until_interrupted(stop, 3)  # saved at the evaluation of step 3
     state_file = tmp_path / "out" / "last" / "trainer_state.pt"
     state = torch.load(state_file, weights_only=False)
     config = state["config"]

@@ -183,6 +183,18 @@ def load_provider_states(providers: list[ExtraColumns], states: list | None, whe
         p.load_state_dict(state)
 
 
+def check_queue_fits(name: str, queue_size: int, global_batch: int, n_examples: int) -> None:
+    """A queue of earlier batches must not reach back to the current one: with queue_size +
+    global_batch > n_examples it would hold a batch's own sentences as their negatives."""
+    if queue_size + global_batch > n_examples:
+        raise ValueError(
+            f"negatives provider {name}: queue_size {queue_size} + the global batch "
+            f"{global_batch} exceed the {n_examples} training examples: the queue would hold "
+            f"a batch's own sentences as their negatives; use --negatives-arg "
+            f"queue_size={max(0, n_examples - global_batch)} or less"
+        )
+
+
 @NEGATIVES.register("momentum-queue")
 class MomentumQueue(ExtraColumns):
     """ESimCSE's momentum contrast (Wu et al., COLING 2022; caskcsg/sentemb ESimCSE/): a FIFO
@@ -212,13 +224,7 @@ class MomentumQueue(ExtraColumns):
         self._pending = None  # this batch's momentum embeddings, queued at step_end
 
     def check(self, n_examples: int, global_batch: int, model=None, tokenizer=None) -> None:
-        if self.queue_size + global_batch > n_examples:
-            raise ValueError(
-                f"negatives provider momentum-queue: queue_size {self.queue_size} + the global "
-                f"batch {global_batch} exceed the {n_examples} training examples: the queue "
-                f"would hold a batch's own sentences as their negatives; use --negatives-arg "
-                f"queue_size={max(0, n_examples - global_batch)} or less"
-            )
+        check_queue_fits("momentum-queue", self.queue_size, global_batch, n_examples)
 
     def _make_encoder(self, model):
         import copy
@@ -344,13 +350,7 @@ class TeacherQueue(ExtraColumns):
     def check(self, n_examples: int, global_batch: int, model=None, tokenizer=None) -> None:
         import torch
 
-        if self.queue_size + global_batch > n_examples:
-            raise ValueError(
-                f"negatives provider teacher: queue_size {self.queue_size} + the batch "
-                f"{global_batch} exceed the {n_examples} training examples: the queue would hold "
-                f"a batch's own sentences as their negatives; use --negatives-arg "
-                f"queue_size={max(0, n_examples - global_batch)} or less"
-            )
+        check_queue_fits("teacher", self.queue_size, global_batch, n_examples)
         device = next(model.parameters()).device
         self.model.to(device)
         self.log_scale.data = self.log_scale.data.to(device)  # the same Parameter, moved

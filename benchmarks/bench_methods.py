@@ -40,6 +40,7 @@ from common import data_root
 PAPER = {
     "infonce": "76.25 (unsup. SimCSE)",
     "focal-infonce": "77.32",
+    "align-uniform": None,
     "sup-simcse": "81.57",
     "esimcse": "78.27",
     "consert": "72.74 (transductive)",

@@ -67,6 +67,7 @@ def batches(args) -> list[list[str]]:
 METHODS = {
     "infonce": {},
     "focal-infonce": {"loss": "focal-infonce"},
+    "align-uniform": {"loss": "align-uniform"},
     "sup-simcse": {"loss": "sup-simcse"},
     "esimcse": {"view": "esimcse", "negatives": ["momentum-queue"]},
     "consert": {"view": "consert", "loss": "nt-xent", "temperature": 0.1, "dropout": 0.0},

@@ -9,6 +9,7 @@ import click
 from embeval.cli.app import main
 from embeval.cli.common import (
     USER_ERRORS,
+    bootstrap_options,
     check_run_name,
     encoder_options,
     fail,
@@ -35,8 +36,7 @@ from embeval.eval.data.sts import SPLITS
     type=click.FloatRange(0),
     help="Allowed drop below the baseline, in Spearman points (x100).",
 )
-@click.option("--bootstrap", "n_boot", default=1000, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@bootstrap_options("Bootstrap resamples of pairs for the drop's interval and p-value.")
 @click.option("--name", callback=check_run_name, help="Run name when scoring a checkpoint.")
 @click.option(
     "--out",

@@ -213,6 +213,26 @@ def overwrite_option(f):
     )(f)
 
 
+def bootstrap_options(help: str, minimum: int = 1, seed_dest: str = "seed"):
+    """--bootstrap N (resamples, into n_boot) and --seed S: every command that draws intervals
+    or p-values takes the pair."""
+
+    def wrap(f):
+        f = click.option("--seed", seed_dest, default=0, show_default=True, help="Bootstrap seed.")(
+            f
+        )
+        return click.option(
+            "--bootstrap",
+            "n_boot",
+            default=1000,
+            show_default=True,
+            type=click.IntRange(minimum),
+            help=help,
+        )(f)
+
+    return wrap
+
+
 def check_jobs(ctx, param, value: int) -> int:
     """joblib's n_jobs: a positive count, or -1 (every core), -2 (all but one), ..."""
     if value == 0:

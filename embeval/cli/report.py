@@ -9,6 +9,7 @@ import click
 from embeval.cli.app import main
 from embeval.cli.common import (
     USER_ERRORS,
+    bootstrap_options,
     fail,
 )
 
@@ -30,15 +31,7 @@ from embeval.cli.common import (
     type=click.Path(dir_okay=False),
     help="Training log (JSON lines) for alignment-uniformity trajectories; repeatable.",
 )
-@click.option(
-    "--bootstrap",
-    "n_boot",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Bootstrap resamples of pairs (0: no intervals or p-values).",
-)
-@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@bootstrap_options("Bootstrap resamples of pairs (0: no intervals or p-values).", minimum=0)
 def report(results, out, fmt, baseline, train_log, n_boot, seed):
     """Compare RESULTS files of `embeval score`: one HTML page, or Markdown/CSV tables."""
     from embeval.eval.report import build as rep

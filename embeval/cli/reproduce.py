@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from embeval.cli.app import main
-from embeval.cli.common import USER_ERRORS, fail
+from embeval.cli.common import USER_ERRORS, bootstrap_options, fail
 
 
 @main.command()
@@ -35,15 +35,7 @@ from embeval.cli.common import USER_ERRORS, fail
     help="ray: each cell a Ray task on the cluster RAY_ADDRESS names, else a local one "
     "(pip install 'embeval[ray]').",
 )
-@click.option(
-    "--bootstrap",
-    "n_boot",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Hierarchical bootstrap resamples (seeds, then pairs).",
-)
-@click.option("--seed", "boot_seed", default=0, show_default=True, help="Bootstrap seed.")
+@bootstrap_options("Hierarchical bootstrap resamples (seeds, then pairs).", seed_dest="boot_seed")
 def reproduce(card_file, out, dry_run, jobs, executor, n_boot, boot_seed):
     """Train and score every (model, method, seed) cell of CARD.toml, then write the report
     and tables with seed means, bootstrap intervals and tests against the baseline.

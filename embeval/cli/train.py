@@ -120,6 +120,13 @@ def key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def unit_args_option(flag: str, dest: str, help: str):
+    """A repeatable KEY=VALUE option into a dict: the settings of a --loss, --view, ... unit."""
+    return click.option(
+        flag, dest, multiple=True, metavar="KEY=VALUE", callback=key_values, help=help
+    )
+
+
 def int_list(value: str | None, param, kind=int) -> list:
     """'768,512,64' as [768, 512, 64] (or floats); None as []."""
     if not value:
@@ -191,13 +198,10 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     show_default=True,
     help="Loss over the batch's cosine similarity matrix.",
 )
-@click.option(
+@unit_args_option(
     "--loss-arg",
     "loss_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=key_values,
-    help="An argument of the loss (repeatable), e.g. m=0.2 for focal-infonce: a keyword "
+    "An argument of the loss (repeatable), e.g. m=0.2 for focal-infonce: a keyword "
     "parameter of the loss function, the value converted to its default's type. Unknown keys "
     "are refused. train_config.json records every argument the loss ran with.",
 )
@@ -209,13 +213,10 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     help="How examples become views (anchors, positives, hard negatives). Default: by --data, "
     "dropout for one sentence per line, pairs for a CSV.",
 )
-@click.option(
+@unit_args_option(
     "--view-arg",
     "view_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=key_values,
-    help="A setting of the --view builder (repeatable), e.g. dup_rate=0.32 for esimcse; "
+    "A setting of the --view builder (repeatable), e.g. dup_rate=0.32 for esimcse; "
     "checked and typed against its signature as --loss-arg is.",
 )
 @click.option(
@@ -226,13 +227,10 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     multiple=True,
     help="An extra-negative provider adding columns to the similarity matrix (repeatable).",
 )
-@click.option(
+@unit_args_option(
     "--negatives-arg",
     "negatives_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=key_values,
-    help="A setting of the --negatives providers (repeatable; each takes the keys it names), "
+    "A setting of the --negatives providers (repeatable; each takes the keys it names), "
     "e.g. queue_size=160 for momentum-queue. train_config.json records every provider's.",
 )
 @click.option(
@@ -242,13 +240,8 @@ def loss_args_with_flags(loss: str, loss_args: dict, flags: dict) -> dict:
     help="A head trained beside the encoder whose loss joins (or replaces) the contrastive "
     "one; its parameters are saved in OUT/last for --resume, not in the checkpoints.",
 )
-@click.option(
-    "--objective-arg",
-    "objective_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    callback=key_values,
-    help="An argument of the objective (repeatable), as --loss-arg.",
+@unit_args_option(
+    "--objective-arg", "objective_args", "An argument of the objective (repeatable), as --loss-arg."
 )
 @click.option(
     "--reference-model",

@@ -194,3 +194,19 @@ def test_a_pairs_file_of_another_run_is_named_in_the_verdict(tmp_path, base):
     (line,) = res.output.strip().splitlines()
     assert "paired bootstrap: unavailable (" in line
     assert "same.pairs.npz" in line and "no per-pair files" not in line
+
+
+def test_another_post_processing_is_refused_unless_allowed(tmp_path, base):
+    """A whitened result against a plain baseline would gate on whitening's effect; Normalize
+    alone is no difference (cosines, hence Spearman, unchanged)."""
+    whiten = {"name": "whiten", "fit_on": "target", "fit_size": {"STSBenchmark": 400}, "dim": 64}
+    meta = {"postprocess": [whiten, {"name": "normalize", "fit_on": None}]}
+    whitened = synthetic_run(tmp_path / "w.json", "w", noise=0.3, meta=meta)
+    res = cli(whitened, "--baseline", base, "--bootstrap", 50)
+    assert res.exit_code == 2, res.output
+    assert "post-processed by ['whiten (fit on target) (dim 64)']" in res.output
+    assert "baseline by nothing" in res.output and "--allow-postprocess" in res.output
+    res = cli(whitened, "--baseline", base, "--bootstrap", 50, "--allow-postprocess")
+    assert res.exit_code == 0 and res.output.startswith("OK: "), res.output
+    normed = synthetic_run(tmp_path / "n.json", "n", noise=0.3, meta={"normalize": True})
+    assert cli(normed, "--baseline", base, "--bootstrap", 50).exit_code == 0

@@ -158,6 +158,14 @@ def test_unusable_device_is_refused_up_front(tiny, monkeypatch, device, cuda_cou
     assert message in str(err.value)
 
 
+def test_a_torch_device_is_taken_as_its_name(tiny):
+    """The Trainer holds a torch.device; the STS-B dev evaluator passed it on and the name
+    check called .strip() on it."""
+    model, tok = tiny
+    enc = TransformerEncoder(model, tok, device=torch.device("cpu"), progress=False)
+    assert enc.encode(["a cat"]).shape == (1, model.backbone.config.hidden_size)
+
+
 def test_bad_device_fails_even_when_everything_is_cached(tmp_path, tiny_data):
     """A warm cache encodes nothing, so `--device gpu0` used to pass and be recorded."""
     from click.testing import CliRunner

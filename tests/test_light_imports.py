@@ -53,3 +53,18 @@ def test_check_of_results_files_does_not_import_matplotlib(tmp_path):
 def test_results_package_leaves_pandas_until_a_frame_is_asked_for():
     assert loaded_after("import embeval.results")["pandas"] is False
     assert loaded_after("from embeval.results import to_frame")["pandas"] is True
+
+
+def test_markdown_and_csv_reports_do_not_import_matplotlib(tmp_path):
+    """`embeval report --format md|csv` draws no figure; the HTML report of the same runs does."""
+    base = synthetic_run(tmp_path / "base.json", "base", noise=0.3)
+    new = synthetic_run(tmp_path / "new.json", "new", noise=0.3, seed=1)
+    for fmt in ("md", "csv", "html"):
+        out = tmp_path / f"r.{fmt}"
+        code = (
+            "from embeval.cli import main\n"
+            f"args = [{str(base)!r}, {str(new)!r}, '--format', {fmt!r}, '--out', {str(out)!r}]\n"
+            "main(['report', *args, '--bootstrap', '50'], standalone_mode=False)\n"
+        )
+        assert loaded_after(code)["matplotlib"] is (fmt == "html"), fmt
+        assert "new" in out.read_text()

@@ -48,10 +48,26 @@ from embeval.eval.data.sts import SPLITS
     is_flag=True,
     help="Compare an int8 (--quantize) run with a float32 one (refused by default).",
 )
+@click.option(
+    "--allow-postprocess",
+    is_flag=True,
+    help="Compare runs post-processed differently, e.g. --whiten vs none (refused by default).",
+)
 @overwrite_option
 @encoder_options
 def check(
-    target, baseline, task, split, tolerance, n_boot, seed, name, out, allow_quantized, **enc
+    target,
+    baseline,
+    task,
+    split,
+    tolerance,
+    n_boot,
+    seed,
+    name,
+    out,
+    allow_quantized,
+    allow_postprocess,
+    **enc,
 ):
     """Regression gate: exit 1 if TARGET's Spearman falls below the baseline's by > tolerance.
 
@@ -75,7 +91,9 @@ def check(
             if result is None:  # not rank 0 of a sharded run
                 return
             click.echo(f"results: {path}")
-        verdict = run_check(result, base, task, split, tolerance, n_boot, seed, allow_quantized)
+        verdict = run_check(
+            result, base, task, split, tolerance, n_boot, seed, allow_quantized, allow_postprocess
+        )
     except USER_ERRORS as exc:
         fail(exc)
     click.echo(verdict.line())

@@ -316,15 +316,10 @@ def per_seed_text(r: Row) -> str:
 
 def seed_figure(rows: list[Row]) -> str:
     """Per-seed points beside each method's mean and interval, one panel per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from embeval.eval.report.plots import to_data_uri
+    from embeval.eval.report.plots import pyplot, to_data_uri
 
     tasks = list(dict.fromkeys(r.task for r in rows))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(2.2 * len(tasks) + 1, 3), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(tasks), figsize=(2.2 * len(tasks) + 1, 3), squeeze=False)
     for ax, t in zip(axes[0], tasks, strict=True):
         trs = [r for r in rows if r.task == t]
         for i, r in enumerate(trs):
@@ -337,23 +332,16 @@ def seed_figure(rows: list[Row]) -> str:
         ax.set_xticks(range(len(trs)), [f"{r.method}" for r in trs], rotation=30, fontsize=7)
         ax.set_title(t, fontsize=9)
     fig.tight_layout()
-    uri = to_data_uri(fig, "svg")
-    plt.close(fig)
-    return uri
+    return to_data_uri(fig, "svg")
 
 
 def geometry_figure(geo: list[Geometry]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from embeval.eval.report.plots import to_data_uri
+    from embeval.eval.report.plots import pyplot, to_data_uri
 
     keys = [k for k in GEOMETRY if any(v is not None for g in geo for v in g.series[k])]
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 3), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(keys), figsize=(3 * len(keys), 3), squeeze=False)
     for ax, k in zip(axes[0], keys, strict=True):
         for g in geo:
             pts = [(s, v) for s, v in zip(g.steps, g.series[k], strict=True) if v is not None]
@@ -364,9 +352,7 @@ def geometry_figure(geo: list[Geometry]) -> str | None:
     if len(geo) <= 12:
         axes[0][-1].legend(fontsize=5)
     fig.tight_layout()
-    uri = to_data_uri(fig, "svg")
-    plt.close(fig)
-    return uri
+    return to_data_uri(fig, "svg")
 
 
 def html_section(md: str, rows: list[Row], geo: list[Geometry]) -> str:

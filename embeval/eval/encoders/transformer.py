@@ -48,11 +48,13 @@ class Encoder(Protocol):
         ...
 
 
-def check_device(device: str | None) -> str | None:
+def check_device(device: str | torch.device | None) -> str | None:
     """Refuse a device this machine cannot use, before any work: a bad name used to surface as
-    a traceback on a cold cache, and on a warm one (no encoding) to be recorded in the results."""
+    a traceback on a cold cache, and on a warm one (no encoding) to be recorded in the results.
+    A torch.device (what library callers such as the Trainer hold) is read as its name."""
     if device is None:
         return None
+    device = str(device)
     m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", device.strip())
     if not m:
         raise ValueError(f"--device {device!r}: expected cpu, cuda, cuda:N or mps")

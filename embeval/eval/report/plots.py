@@ -1,4 +1,5 @@
 """Report figures (matplotlib, Agg backend). Each function returns a data URI string.
+matplotlib loads at the first figure (`pyplot()`): Markdown and CSV reports never import it.
 
 Figures go into the page as ``<img src="data:image/svg+xml;base64,...">``: the HTML stays one
 self-contained file, and because an image cannot run or inject markup, run names drawn in a
@@ -12,16 +13,10 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from embeval.eval.metrics.diagnostics import DIAGNOSTICS
 
-from embeval.eval.metrics.diagnostics import DIAGNOSTICS  # noqa: E402
-
-# Deterministic SVG ids and no timestamp: the same runs give byte-identical pages.
-matplotlib.rcParams.update({"svg.hashsalt": "embeval", "svg.fonttype": "path"})
 GOLD_BUCKETS = ("0–1", "1–2", "2–3", "3–4", "4–5")
 
 
@@ -36,7 +31,21 @@ class Trajectory:
     run: str | None = None  # label of the run scored from this training: drawn in its colour
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # Deterministic SVG ids and no timestamp: the same runs give byte-identical pages.
+    matplotlib.rcParams.update({"svg.hashsalt": "embeval", "svg.fonttype": "path"})
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def to_data_uri(fig, fmt: str = "svg") -> str:
+    """The figure as a base64 data URI; the figure is closed."""
+    plt = pyplot()
     buf = io.BytesIO()
     meta = {"Date": None} if fmt == "svg" else {}
     fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=meta, dpi=110)
@@ -55,7 +64,7 @@ def alignment_uniformity(
     points: (label, alignment, uniformity) per run; trajectories are drawn as lines from the
     first logged step (hollow circle) to the last (arrow head), in the colour of their run.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.6))
     colour = {label: f"C{i % 10}" for i, (label, _, _) in enumerate(points)}
     spare = (f"C{i % 10}" for i in range(len(points), len(points) + len(trajectories)))
     for tr in trajectories:
@@ -138,7 +147,7 @@ def similarity_by_gold(
     `ylim`: the range shared by all runs of a report (`shared_ylim`); else matplotlib's own."""
     bucket = gold_bucket(gold)
     groups = [np.asarray(sim)[bucket == b] for b in range(5)]
-    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    fig, ax = pyplot().subplots(figsize=(4.6, 3.2))
     pos = [b for b in range(5) if len(groups[b])]
     ax.boxplot([groups[b] for b in pos], positions=pos, widths=0.6, showfliers=False)
     for b in pos:  # jittered points behind the boxes show the mass, not just quartiles
@@ -173,7 +182,7 @@ AXIS_LABEL = {"dims": "embedding dimensions (first d kept)", "layers": "layer"}
 def sweep_figure(axis: str, of: str, series: Sequence[SweepSeries], fmt: str = "svg") -> str:
     """Spearman x100 against the sweep value (dims on a log2 axis), one line per series, its
     bootstrap interval drawn as a band where the points have one."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
     for i, s in enumerate(series):
         colour = f"C{i % 10}"
         ax.plot(s.x, s.y, marker="o", color=colour, label=s.label)

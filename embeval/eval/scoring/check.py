@@ -3,8 +3,9 @@
 `check(result, baseline, ...)` returns a `Verdict`; the CLI maps it to exit codes:
 0 = not below the baseline by more than the tolerance, 1 = regression, 2 = unusable input
 (raised as `CheckError`: missing task, other split/protocol, partial vs full, different pairs,
-int8 vs float32 unless `allow_quantized`: a gate against a float32 baseline would otherwise
-pass or fail on the quantization's cost rather than on the change under test).
+int8 vs float32 unless `allow_quantized`, another post-processing chain (whitening, ...) unless
+`allow_postprocess`: a gate against a plain float32 baseline would otherwise pass or fail on the
+quantization's or the whitening's effect rather than on the change under test).
 The paired bootstrap (`embeval.eval.metrics.stats`) tells whether the difference is beyond
 noise; the gate itself is the tolerance, so a CI does not flap on a significant but tiny change.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from embeval.eval.metrics import stats
 from embeval.eval.report.formatting import format_p
 from embeval.eval.report.tables import same_pairs
-from embeval.results.files import ResultsError, RunResult
+from embeval.results.files import ResultsError, RunResult, postprocess_steps
 
 ALPHA = 0.05
 DEFAULT_TOLERANCE = 1.0  # Spearman points (x100)
@@ -80,6 +81,7 @@ def check(
     n_boot: int = stats.N_BOOT,
     seed: int = stats.SEED,
     allow_quantized: bool = False,
+    allow_postprocess: bool = False,
 ) -> Verdict:
     """Compare `result` with `baseline` on `task`; raises CheckError when they are incomparable."""
     if tolerance < 0:
@@ -98,6 +100,14 @@ def check(
             f"result is {qa} ({result.path or result.name}) but baseline is {qb} "
             f"({baseline.path or baseline.name}): quantization changes the figures; compare "
             "runs of the same kind, or pass --allow-quantized to measure its cost"
+        )
+    # Normalize leaves cosines, hence Spearman, as they are: only the other steps count.
+    ca, cb = ([s for s in postprocess_steps(m) if s != "normalize"] for m in (ma, mb))
+    if ca != cb and not allow_postprocess:
+        raise CheckError(
+            f"result is post-processed by {ca or 'nothing'} ({result.path or result.name}) but "
+            f"baseline by {cb or 'nothing'} ({baseline.path or baseline.name}): post-processing "
+            "changes the figures; score both alike, or pass --allow-postprocess to measure it"
         )
     pa, pb = bool(ma.get("partial")), bool(mb.get("partial"))
     if pa != pb or (pa and ma.get("limit") != mb.get("limit")):

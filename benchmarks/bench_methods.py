@@ -60,12 +60,15 @@ def child(args) -> None:
 
     from embeval.cli.train import stsb_dev_evaluator
     from embeval.core.model import load_model, read_pooling_config
+    from embeval.core.train_config import pooler_to_load
     from embeval.core.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pooler = read_pooling_config(Path(args.model))[0] or "cls_before_pooler"
-    model, tok, info = load_model(args.model, pooler=pooler)
+    # as `embeval train`: PromptBERT's [MASK] state trains through the MLP pooling layer
+    load_as = pooler_to_load(METHODS[args.method].get("view"), pooler)
+    model, tok, info = load_model(args.model, pooler=load_as)
     backbone = model.backbone
     fields = method_fields(args.method, args.model, backbone.config.hidden_size, args.gen)
     fields.setdefault("pooler", pooler)

@@ -116,9 +116,11 @@ def mlm_generator(model: str, folder: Path) -> None:
 
 def run_embeval(args, device) -> dict:
     from embeval.core.model import load_model
+    from embeval.core.train_config import pooler_to_load
     from embeval.core.trainer import TrainConfig, Trainer
 
-    model, tok, _ = load_model(args.model, pooler="cls_before_pooler")
+    view = METHODS[args.method].get("view")  # PromptBERT trains through the MLP pooling layer
+    model, tok, _ = load_model(args.model, pooler=pooler_to_load(view, "cls_before_pooler"))
     hidden = model.backbone.config.hidden_size
     fields = method_fields(args.method, args.model, hidden, args.generator)
     cfg = TrainConfig(

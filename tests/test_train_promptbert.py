@@ -175,3 +175,19 @@ def test_promptbert_trains_records_reloads_and_resumes(pooler, shared_data, tmp_
     )
     np.testing.assert_array_equal(resumed.encode(texts), ours)
     assert [r["loss"] for r in read_log(tmp_path / "b" / "out") if "loss" in r] == losses
+
+
+def test_a_checkpoint_is_loaded_with_its_mlp_for_promptbert_training(tmp_path):
+    """`embeval train` and the benchmarks load a checkpoint with the pooler pooler_to_load
+    names: 'cls' keeps BERT's pooling layer, the MLP PromptBERT's [MASK] state trains through;
+    a sentence-transformers checkpoint loaded for its own mean pooling has none."""
+    from embeval.core.model import load_model, save_checkpoint
+    from embeval.core.train_config import pooler_to_load
+
+    assert pooler_to_load("promptbert", "avg") == "cls"
+    assert pooler_to_load(None, "avg") == "avg" and pooler_to_load("dropout", "cls") == "cls"
+    backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+    ckpt = save_checkpoint(backbone, tok, tmp_path / "ckpt", "avg", 32)
+    with_mlp = load_model(ckpt, pooler=pooler_to_load("promptbert", "avg"))[0].backbone
+    without = load_model(ckpt, pooler=pooler_to_load(None, "avg"))[0].backbone
+    assert with_mlp.pooler is not None and without.pooler is None

@@ -402,9 +402,8 @@ def train(
     """
     from embeval.core import distributed as dist
     from embeval.core.model import load_model, random_tiny, read_pooling_config, resolve_checkpoint
-    from embeval.core.train_config import LOSS_FIELDS
+    from embeval.core.train_config import LOSS_FIELDS, pooler_to_load
     from embeval.core.trainer import TrainConfig, Trainer, TrainingError, simcse_poolers
-    from embeval.core.views import VIEWS
 
     trainer = None
     if resume and overwrite:
@@ -429,9 +428,8 @@ def train(
         if model_name == "random-tiny":
             backbone, tokenizer = random_tiny(cfg.seed)
         else:
-            # PromptBERT trains an MLP over the [MASK] state: load the pooling layer, as for cls
-            prompt = cfg.view is not None and VIEWS.canonical(cfg.view) == "promptbert"
-            model, tokenizer, info = load_model(model_name, pooler="cls" if prompt else cfg.pooler)
+            load_as = pooler_to_load(cfg.view, cfg.pooler)  # keeps the MLP when training uses it
+            model, tokenizer, info = load_model(model_name, pooler=load_as)
             backbone = model.backbone
             if normalize is None:
                 cfg = dataclasses.replace(cfg, normalize=info.normalize)

@@ -224,6 +224,15 @@ def _copy(value):
     return type(value)(value) if isinstance(value, list | dict) else value
 
 
+def pooler_to_load(view: str | None, pooler: str) -> str:
+    """The pooler to load a checkpoint with for training: 'cls' (which keeps the MLP pooling
+    layer) for poolers that train through it, the PromptBERT view's [MASK] state included;
+    else the training pooler itself."""
+    if view is not None and VIEWS.canonical(view) == "promptbert":
+        return "cls"
+    return pooler
+
+
 def simcse_poolers(
     declared: str | None, pooler: str | None = None, eval_pooler: str | None = None
 ) -> tuple[str, str]:

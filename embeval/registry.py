@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +34,15 @@ def first_line(obj) -> str:
     """The first sentence of a unit's docstring: its help text in `--help` and docs."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
     return " ".join(doc.split("\n\n")[0].split()).split(". ")[0].rstrip(".")
+
+
+def closest(name: str, known: dict[str, str] | Iterable[str]) -> str | None:
+    """The known name most like `name` (case-insensitive, difflib ratio >= 0.5), for every
+    "did you mean" embeval prints; None when nothing is close. `known`: names, or a dict from
+    lower-case keys (aliases too) to the names to show."""
+    table = known if isinstance(known, dict) else {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.strip().lower(), list(table), n=1, cutoff=0.5)
+    return table[close[0]] if close else None
 
 
 class Registry(Generic[T]):
@@ -101,8 +110,8 @@ class Registry(Generic[T]):
         found = self._entry_point(key)
         if found is not None:
             return found
-        close = difflib.get_close_matches(key.lower(), list(self._aliases), n=1, cutoff=0.5)
-        hint = f"did you mean {self._aliases[close[0]]!r}? " if close else ""
+        close = closest(key, self._aliases)
+        hint = f"did you mean {close!r}? " if close else ""
         known = f"one of {', '.join(self._units)}, or " if self._units else ""
         raise UnknownUnit(
             f"unknown {self.kind} {name!r}; {hint}expected {known}your own as package.module:name"

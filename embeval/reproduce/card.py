@@ -32,7 +32,6 @@ runs.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ try:
     import tomllib
 except ImportError:  # Python 3.10
     tomllib = None
+
+from embeval.registry import closest
 
 # `embeval train` parameters the runner sets for each cell: not card options.
 RUNNER_SET = {
@@ -125,8 +126,8 @@ def model_label(model: str) -> str:
 
 
 def suggest(key: str, known) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(key, sorted(known))
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def train_params() -> dict:

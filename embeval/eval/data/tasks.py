@@ -15,7 +15,6 @@ record `TOY` from an importable module (or an entry point in the group `embeval.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 from embeval.eval.data import evalrank, sts
 from embeval.eval.data import transfer as tr
 from embeval.eval.data.paths import DataError, data_root
-from embeval.registry import Registry, UnknownUnit
+from embeval.registry import Registry, UnknownUnit, closest
 
 KINDS = ("sts", "transfer", "ranking")
 
@@ -308,8 +307,8 @@ def resolve(name: str | Task, kinds: Sequence[str] = KINDS) -> Task:
                 f"task {name!r} is a {task.kind} task; expected one of kind {', '.join(kinds)}"
             )
         return task
-    close = difflib.get_close_matches(key.lower(), list(known), n=1, cutoff=0.5)
-    hint = f"; did you mean {known[close[0]]}?" if close else "."
+    close = closest(key, known)
+    hint = f"; did you mean {close}?" if close else "."
     listed = ", ".join(dict.fromkeys(known.values()))
     raise DataError(f"unknown task {name!r}{hint} Known tasks: {listed}")
 

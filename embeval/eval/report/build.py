@@ -8,7 +8,6 @@ main tables live in `embeval.eval.report.export`.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from embeval.eval.metrics.diagnostics import DIAGNOSTICS, formatted
 from embeval.eval.report import plots
 from embeval.eval.report.formatting import format_p, num, signed  # noqa: F401  (format_p: API)
 from embeval.eval.report.tables import AVG, Table, group_tables
+from embeval.registry import closest
 from embeval.results.files import ResultsError, RunResult, load_runs, path_list
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,8 @@ def pick_baseline(labelled: Sequence[tuple[str, RunResult]], name: str | None) -
             f"--baseline {name!r} is ambiguous: {len(matches)} runs have that name; "
             f"use one of: {', '.join(matches)}"
         )
-    close = difflib.get_close_matches(name, labels, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; runs: {', '.join(labels)}"
+    close = closest(name, labels)
+    hint = f"; did you mean {close!r}?" if close else f"; runs: {', '.join(labels)}"
     raise ReportError(f"--baseline {name!r} is not one of the runs{hint}")
 
 

@@ -78,6 +78,7 @@ def test_good_card_cells_and_train_options(tmp_path):
         ({"[eval]": "[eval]\nsplitt = 'dev'"}, "did you mean 'split'"),
         ({"steps = 3": "steps = 3 3"}, "not valid TOML"),
         ({"normalize = true": 'matryoshka_dims = "64,x"'}, "matryoshka_dims: '64,x': expected"),
+        ({"steps = 3": "steps = 3\nprocesses = 0"}, "processes must be an integer >= 1"),
     ],
 )
 def test_bad_card_refused_before_anything_runs(tmp_path, replace, expected):
@@ -150,7 +151,7 @@ def test_jobs_run_cells_side_by_side_sharing_the_cores(tmp_path, monkeypatch):
     running, most, seen = [0], [0], []
     lock = threading.Lock()
 
-    def fake_run_cell(p, device=None, threads=None):
+    def fake_run_cell(p, device=None, threads=None, visible=None):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -171,3 +172,44 @@ def test_jobs_run_cells_side_by_side_sharing_the_cores(tmp_path, monkeypatch):
         "random-tiny__focal__seed2"
     ]
     assert len(out) == 4
+
+
+@pytest.mark.parametrize(
+    "gpus, processes, jobs, slots",
+    [
+        (0, 2, 1, {(None, None, 2)}),  # 4 cores / (1 cell x 2 processes)
+        (4, 1, 2, {("cuda:0", None, None), ("cuda:1", None, None)}),
+        (4, 2, 2, {(None, "0,1", None), (None, "2,3", None)}),  # a GPU group per cell
+        (4, 2, 5, {(None, "0,1", None), (None, "2,3", None)}),  # no more cells than groups
+    ],
+)
+def test_multi_process_cells_get_their_own_cores_or_gpus(tmp_path, monkeypatch, gpus, processes,
+                                                          jobs, slots):  # fmt: skip
+    """A card's `processes` launches each cell's training through torchrun; on GPUs a cell
+    holds `processes` of them (CUDA_VISIBLE_DEVICES), on a CPU its processes share the cores."""
+    from embeval.reproduce import cells as cl
+
+    card = load_card(card_file(tmp_path, **{"steps = 3": f"steps = 3\nprocesses = {processes}"}))
+    assert card.processes == processes
+    assert ("processes" in card.cell_meta(card.cells()[0])) is (processes > 1)
+    plans = [cl.plan(card, tmp_path / "out", c) for c in card.cells()]
+    seen = set()
+
+    def fake_run_cell(p, device=None, threads=None, visible=None):
+        assert p.processes == processes
+        seen.add((device, visible, threads))
+        return p.folder
+
+    monkeypatch.setattr(cl, "run_cell", fake_run_cell)
+    monkeypatch.setattr(cl, "gpu_count", lambda: gpus)
+    monkeypatch.setattr(cl.os, "cpu_count", lambda: 4)
+    assert len(cl.run_plans(plans, jobs=jobs)) == 4 and seen <= slots and seen
+
+
+def test_more_processes_than_gpus_is_refused(tmp_path, monkeypatch):
+    from embeval.reproduce import cells as cl
+
+    card = load_card(card_file(tmp_path, **{"steps = 3": "steps = 3\nprocesses = 2"}))
+    monkeypatch.setattr(cl, "gpu_count", lambda: 1)
+    with pytest.raises(cl.CellError, match="asks 2 processes .* this machine has 1"):
+        cl.run_plans([cl.plan(card, tmp_path / "out", c) for c in card.cells()])

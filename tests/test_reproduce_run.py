@@ -129,3 +129,21 @@ def test_ray_gives_the_results_of_jobs_1(tmp_path, tiny_data):
     reproduce(card, tmp_path / "ray", "--executor", "ray")
     local, ray = figures(tmp_path / "local"), figures(tmp_path / "ray")
     assert len(local) == 2 and local == ray
+
+
+@pytest.mark.slow  # one cell, its training two gloo processes under torchrun: ~40 s on 2 cores
+def test_a_multi_process_cell_trains_through_torchrun(tmp_path, tiny_data):
+    """`processes = 2`: the cell's `embeval train` runs as two ranks of the distributed Trainer
+    (a global batch of 2 x 8), then scores best/ once; its results record the setting."""
+    card = make_card(tmp_path, steps=2, eval_steps=2)
+    text = card.read_text().replace('[methods.focal]\nloss = "focal-infonce"\n', "")
+    card.write_text(text.replace('baseline = "simcse"', 'baseline = "simcse"\nprocesses = 2'))
+    reproduce(card, tmp_path / "out")
+    cell = tmp_path / "out" / "cells" / "random-tiny__simcse__seed1"
+    cfg = json.loads((cell / "train" / "train_config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["batch_size"] == 8
+    assert load_run(cell / "results.json").meta["reproduce"]["processes"] == 2
+    assert (
+        "-m torch.distributed.run --standalone --nproc-per-node=2"
+        in (cell / "cell.log").read_text()
+    )

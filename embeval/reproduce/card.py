@@ -59,7 +59,7 @@ RUNNER_SET = {
     "device": "(chosen per cell)",
 }
 TOP_KEYS = {"name", "description", "models", "data", "seeds", "steps", "baseline", "train",
-            "methods", "eval"}  # fmt: skip
+            "methods", "eval", "processes"}  # fmt: skip
 EVAL_KEYS = {"tasks", "split", "data", "limit", "protocol", "batch_size"}
 PACKAGED = "packaged"
 
@@ -93,6 +93,7 @@ class Card:
     method_data: dict[str, str] = field(default_factory=dict)  # method -> its own data
     eval: dict = field(default_factory=dict)
     description: str = ""
+    processes: int = 1  # training processes per cell (torchrun; one GPU each when there are GPUs)
 
     def cells(self) -> list[Cell]:
         # Seed-major: a run stopped early has every method at its first seeds.
@@ -113,6 +114,8 @@ class Card:
             "data": self.data_of(cell.method),
             "settings": self.methods[cell.method],
             "eval": self.eval,
+            # only when > 1: cells of cards from before the key stay done
+            **({"processes": self.processes} if self.processes > 1 else {}),
         }
 
 
@@ -184,6 +187,11 @@ def parse_card(raw: dict, path: Path) -> Card:
     steps = raw.get("steps")  # None: by epochs ([train] epochs, default 1)
     if steps is not None and (type(steps) is not int or steps < 1):
         raise err(f"steps must be an integer >= 1, got {steps!r}")
+    processes = raw.get("processes", 1)
+    if type(processes) is not int or processes < 1:
+        raise err(
+            f"processes must be an integer >= 1 (training processes per cell), got {processes!r}"
+        )
     data = training_data(raw["data"], path, "data", err)
     for m in models:
         check_model(m, err)
@@ -243,6 +251,7 @@ def parse_card(raw: dict, path: Path) -> Card:
         method_data=method_data,
         eval=ev,
         description=raw.get("description", ""),
+        processes=processes,
     )
 
 

@@ -43,6 +43,7 @@ class CellPlan:
     train_argv: list[str]
     score_argv: list[str]
     meta: dict
+    processes: int = 1  # training processes (torchrun) for this cell
 
 
 def cell_folder(out: str | os.PathLike, cell: Cell) -> Path:
@@ -128,11 +129,14 @@ def plan(card: Card, out: str | os.PathLike, cell: Cell) -> CellPlan:
     for key in ("data", "limit", "protocol", "batch_size"):
         if key in ev:
             score_argv += [f"--{key.replace('_', '-')}", str(ev[key])]
-    return CellPlan(cell, str(folder), train_argv, score_argv, card.cell_meta(cell))
+    return CellPlan(cell, str(folder), train_argv, score_argv, card.cell_meta(cell), card.processes)
 
 
-def _run(argv: list[str], logfile: Path, what: str, env: dict | None) -> None:
+def _run(argv: list[str], logfile: Path, what: str, env: dict | None, processes: int = 1) -> None:
     cmd = [sys.executable, "-m", "embeval.cli", *argv]
+    if processes > 1:  # the distributed Trainer; --standalone: a free port, cells side by side
+        torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+        cmd = [sys.executable, *torchrun, *cmd[1:]]
     with open(logfile, "a", encoding="utf-8") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
@@ -142,9 +146,13 @@ def _run(argv: list[str], logfile: Path, what: str, env: dict | None) -> None:
         raise CellError(f"{what} failed (exit {rc}); log {logfile}:\n  " + "\n  ".join(tail))
 
 
-def run_cell(p: CellPlan, device: str | None = None, threads: int | None = None) -> str:
+def run_cell(
+    p: CellPlan, device: str | None = None, threads: int | None = None, visible: str | None = None
+) -> str:
     """Train (resuming a partial run), score best/, write results.json with the card's metadata.
-    Returns the results path. A done cell returns at once."""
+    Returns the results path. A done cell returns at once. `device`: a single-process cell's
+    --device; `visible`: CUDA_VISIBLE_DEVICES for a multi-process cell's GPUs (each training
+    process takes the GPU of its local rank; scoring the first)."""
     from embeval.results.files import load_run, save_run
 
     folder = Path(p.folder)
@@ -163,13 +171,16 @@ def run_cell(p: CellPlan, device: str | None = None, threads: int | None = None)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads and "OMP_NUM_THREADS" not in env:  # cells side by side share the cores
         env["OMP_NUM_THREADS"] = str(threads)
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
     dev = ["--device", device] if device else []
     if state in ("todo", "partial"):
         extra = ["--resume"] if state == "partial" else []
         if state == "todo" and (folder / "train").exists():
             extra = ["--overwrite"]  # killed before its first checkpoint: nothing to keep
         what = f"cell {p.cell.key}: embeval train"
-        _run([*p.train_argv, *dev, *extra], logfile, what, env)
+        train_dev = dev if p.processes == 1 else []  # each rank: cuda:LOCAL_RANK, or the CPU
+        _run([*p.train_argv, *train_dev, *extra], logfile, what, env, p.processes)
         (folder / "train" / TRAIN_DONE).write_text("")
     _run([*p.score_argv, *dev], logfile, f"cell {p.cell.key}: embeval score", env)
     tmp = folder / "score.tmp.json"
@@ -195,27 +206,32 @@ def run_plans(
     plans: list[CellPlan], jobs: int = 1, executor: str = "local", on_done=None
 ) -> dict[str, str | Exception]:
     """Run the plans' cells; returns cell key -> results path, or the exception it raised.
-    local: `jobs` cells side by side, each on its own GPU when there are GPUs (cells beyond the
-    GPU count wait), else each with cores / jobs threads. ray: each cell a Ray task (one GPU
+    local: `jobs` cells side by side, each on its own GPU when there are GPUs (its own group of
+    `processes` GPUs for multi-process cells; cells beyond the GPU count wait), else each with
+    cores / (jobs x processes) threads a process. ray: each cell a Ray task (`processes` GPUs
     when the cluster has GPUs) on the cluster RAY_ADDRESS names, else on a local one."""
     if executor == "ray":
         return _run_ray(plans, on_done)
     from concurrent.futures import ThreadPoolExecutor, as_completed
     from queue import Queue
 
+    n = max((p.processes for p in plans), default=1)
     gpus = gpu_count()
-    slots: Queue = Queue()
-    for i in range(min(jobs, gpus) if gpus else jobs):
-        slots.put(f"cuda:{i}" if gpus else None)
+    if gpus and n > gpus:
+        raise CellError(f"the card asks {n} processes (GPUs) per cell; this machine has {gpus}")
+    slots: Queue = Queue()  # (device, visible) per cell running at once
+    for i in range(min(jobs, gpus // n) if gpus else jobs):
+        group = ",".join(str(g) for g in range(i * n, (i + 1) * n))
+        slots.put((None, None) if not gpus else (f"cuda:{i}", None) if n == 1 else (None, group))
 
-    threads = None if gpus or jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    threads = None if gpus or jobs * n == 1 else max(1, (os.cpu_count() or 1) // (jobs * n))
 
     def work(p: CellPlan) -> str:
-        device = slots.get()
+        device, visible = slots.get()
         try:
-            return run_cell(p, device, threads)
+            return run_cell(p, device, threads, visible=visible)
         finally:
-            slots.put(device)
+            slots.put((device, visible))
 
     out: dict[str, str | Exception] = {}
     with ThreadPoolExecutor(max(1, slots.qsize())) as pool:
@@ -241,7 +257,8 @@ def _run_ray(plans: list[CellPlan], on_done) -> dict[str, str | Exception]:
         local = {} if address else {"include_dashboard": False}  # a local cluster: lean
         ray.init(address=address, log_to_driver=False, **local)
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(run_cell)
+    n = max((p.processes for p in plans), default=1)  # Ray sets the task's CUDA_VISIBLE_DEVICES
+    task = ray.remote(num_gpus=n if gpus else 0, num_cpus=n, max_retries=0)(run_cell)
     refs = {task.remote(p): p.cell.key for p in plans}
     out: dict[str, str | Exception] = {}
     pending = list(refs)

@@ -153,7 +153,7 @@ def main() -> None:
         sys.exit(f"--methods: unknown {unknown}; choose among {list(METHODS)}")
     if args.steps <= WARMUP:
         sys.exit(f"--steps must exceed the {WARMUP} warm-up steps")
-    res, before = {}, None
+    res, before = {}, {}  # STS-B dev of the starting weights, by evaluation pooler
     with tempfile.TemporaryDirectory() as tmp:
         gen = Path(tmp) / "generator"
         if "diffcse" in names:
@@ -165,15 +165,16 @@ def main() -> None:
                 cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
             if args.device:
                 cmd += ["--device", args.device]
-            if before is not None:  # every method starts from the same weights and scorer
-                cmd += ["--before", repr(before)]
+            scorer = METHODS[m].get("eval_pooler")  # None: the model's own (PromptBERT: its own)
+            if scorer in before:  # the same weights and scorer as a method already run
+                cmd += ["--before", repr(before[scorer])]
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode:
                 res[m] = {"error": run.stderr.strip().splitlines()[-1]}
                 print(f"{m}: failed: {res[m]['error']}", file=sys.stderr)
                 continue
             res[m] = json.loads(run.stdout.strip().splitlines()[-1])
-            before = res[m]["before"]
+            before[scorer] = res[m]["before"]
             print(f"{m}: {res[m]}", file=sys.stderr, flush=True)
             if args.json:  # after each method: a long run that is cut keeps what it measured
                 Path(args.json).write_text(json.dumps(res, indent=1))

@@ -45,6 +45,7 @@ PAPER = {
     "esimcse": "78.27",
     "consert": "72.74 (transductive)",
     "distilcse": None,
+    "promptbert": "78.54 (67.85 untrained)",
     "promcse-hinge": None,
     "gcse": "81.98 (its LLM data)",
     "dclr": None,

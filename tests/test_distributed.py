@@ -159,10 +159,12 @@ class _Stop(Exception):
     pass
 
 
-def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bool) -> None:
+def _resumable_worker(
+    rank: int, port: int, out, stop_at: int | None, resume: bool, fields: dict | None = None
+) -> None:
     """2 processes, dropout on, sentences of uneven length (so each rank's padded batches, and
     with them its dropout RNG stream, differ; the longer ones are cut to 8 tokens); 5 steps,
-    last/ saved at steps 2 and 4."""
+    last/ saved at steps 2 and 4; `fields`: more TrainConfig settings."""
     from embeval.core.model import random_tiny
     from embeval.core.trainer import TrainConfig, Trainer
 
@@ -171,7 +173,9 @@ def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bo
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
-        cfg = TrainConfig(batch_size=4, steps=5, lr=1e-3, max_length=8, eval_steps=2, seed=7)
+        cfg = TrainConfig(
+            batch_size=4, steps=5, lr=1e-3, max_length=8, eval_steps=2, seed=7, **(fields or {})
+        )
         cfg.log_steps = 1
         data = out.parent / "train.txt"
         tr = Trainer(backbone, tok, data, cfg, out, device="cpu", progress=False)
@@ -189,30 +193,47 @@ def _resumable_worker(rank: int, port: int, out, stop_at: int | None, resume: bo
         dist.destroy_process_group()
 
 
-def test_two_process_resume_restores_every_rank_s_rng(tmp_path):
-    """Stopped after step 2 and resumed, a 2-process run ends at the weights (and truncation
-    count) of an uninterrupted one. Each rank's dropout stream has its own state by then;
-    restoring rank 0's on both (as a single saved RNG state would) gives rank 1 other masks and
-    other weights."""
-    from safetensors.torch import load_file
-
-    lines = [" ".join(WORDS[(i + j) % 16] for j in range(2 + (i * 5) % 11)) for i in range(24)]
+def _stopped_and_resumed(tmp_path, lines, fields=None) -> None:
+    """tmp_path/full: 5 steps uninterrupted; tmp_path/part: stopped after step 2, resumed."""
     for run in ("full", "part"):
         (tmp_path / run).mkdir()
         (tmp_path / run / "train.txt").write_text("\n".join(lines) + "\n")
-    mp.spawn(
-        _resumable_worker, args=(_free_port(), tmp_path / "full" / "out", None, False), nprocs=2
-    )
-    mp.spawn(_resumable_worker, args=(_free_port(), tmp_path / "part" / "out", 2, False), nprocs=2)
-    mp.spawn(
-        _resumable_worker, args=(_free_port(), tmp_path / "part" / "out", None, True), nprocs=2
-    )
+    full, part = tmp_path / "full" / "out", tmp_path / "part" / "out"
+    mp.spawn(_resumable_worker, args=(_free_port(), full, None, False, fields), nprocs=2)
+    mp.spawn(_resumable_worker, args=(_free_port(), part, 2, False, fields), nprocs=2)
+    mp.spawn(_resumable_worker, args=(_free_port(), part, None, True, fields), nprocs=2)
+
+
+def _same_weights(tmp_path) -> None:
+    from safetensors.torch import load_file
+
     full = load_file(tmp_path / "full" / "out" / "last" / "model.safetensors")
     part = load_file(tmp_path / "part" / "out" / "last" / "model.safetensors")
     assert full.keys() == part.keys()
     for k in full:
         assert torch.equal(full[k], part[k]), k
     assert _losses(tmp_path / "part" / "out") == _losses(tmp_path / "full" / "out")
+
+
+def test_two_process_resume_restores_every_rank_s_momentum_queue(tmp_path):
+    """ESimCSE on 2 processes: each rank queues its own anchors' momentum embeddings, so the
+    queues differ by rank; stopped after step 2 (queues of steps 1-2 in the same epoch) and
+    resumed, the run ends at the uninterrupted weights only if every rank gets its own back."""
+    lines = [" ".join(WORDS[(i + j) % 16] for j in range(2 + (i * 5) % 11)) for i in range(24)]
+    fields = {"view": "esimcse", "negatives": ["momentum-queue"]}
+    fields["negatives_args"] = {"queue_size": 8}
+    _stopped_and_resumed(tmp_path, lines, fields)
+    _same_weights(tmp_path)
+
+
+def test_two_process_resume_restores_every_rank_s_rng(tmp_path):
+    """Stopped after step 2 and resumed, a 2-process run ends at the weights (and truncation
+    count) of an uninterrupted one. Each rank's dropout stream has its own state by then;
+    restoring rank 0's on both (as a single saved RNG state would) gives rank 1 other masks and
+    other weights."""
+    lines = [" ".join(WORDS[(i + j) % 16] for j in range(2 + (i * 5) % 11)) for i in range(24)]
+    _stopped_and_resumed(tmp_path, lines)
+    _same_weights(tmp_path)
     # The truncation count covers both ranks' slices: every sentence drawn in the 5 global
     # batches of 8 (epoch order as the Trainer draws it) that is longer than 8 tokens.
     from embeval.core.model import random_tiny

@@ -27,8 +27,10 @@ from embeval.core.losses import (
 )
 from embeval.core.negatives import (
     Batch,
+    load_provider_rank_states,
     load_provider_states,
     make_providers,
+    provider_rank_states,
     provider_states,
 )
 from embeval.core.poolers import POOLERS
@@ -393,6 +395,13 @@ class Batches:
 
     def load_provider_states(self, states: list | None, where: str) -> None:
         load_provider_states(self.providers, states, where)
+
+    def provider_rank_states(self) -> list:
+        """This process's own part of the providers' states (each rank's queue)."""
+        return provider_rank_states(self.providers)
+
+    def load_provider_rank_states(self, states: list) -> None:
+        load_provider_rank_states(self.providers, states)
 
     def step_end(self) -> None:
         """Tell the providers that the optimizer stepped on the last batch."""

@@ -15,10 +15,11 @@ ESimCSE's `momentum-queue`, DistilCSE's `teacher` and DCLR's `dclr-noise`.
 Optional methods: `check(n_examples, global_batch, model, tokenizer)` refuses settings the data
 or the model cannot serve before any step; `state_dict()` / `load_state_dict(state)` let `last/`
 hold the provider's state (a queue, a momentum encoder), so that `--resume` continues it as an
-uninterrupted run would. A provider with trainable weights of its own (DistilCSE's logit scale
-and projection) lists them in `parameters()` (the optimizer takes them), may map the views'
-embeddings into its columns' space with `project(emb)` and may set the loss's temperature with
-`temperature()` (a tensor).
+uninterrupted run would; `rank_state()` / `load_rank_state(state)` the part that differs by
+process (each rank's own queue), saved for every rank and given back to each. A provider with
+trainable weights of its own (DistilCSE's logit scale and projection) lists them in
+`parameters()` (the optimizer takes them), may map the views' embeddings into its columns' space
+with `project(emb)` and may set the loss's temperature with `temperature()` (a tensor).
 """
 
 from __future__ import annotations
@@ -166,6 +167,18 @@ def provider_states(providers: list[ExtraColumns]) -> list:
     return [p.state_dict() if hasattr(p, "state_dict") else None for p in providers]
 
 
+def provider_rank_states(providers: list[ExtraColumns]) -> list:
+    """This process's own part of each provider's state (`rank_state()`), or None without one."""
+    return [p.rank_state() if hasattr(p, "rank_state") else None for p in providers]
+
+
+def load_provider_rank_states(providers: list[ExtraColumns], states: list) -> None:
+    """Give each provider this process's part that `provider_rank_states` saved."""
+    for p, state in zip(providers, states, strict=True):
+        if state is not None and hasattr(p, "load_rank_state"):
+            p.load_rank_state(state)
+
+
 def load_provider_states(providers: list[ExtraColumns], states: list | None, where: str) -> None:
     """Give each provider the state `provider_states` saved; a provider with state to load and
     none saved (a `last/` of an older embeval) is refused, as resuming would diverge."""
@@ -207,7 +220,8 @@ class MomentumQueue(ExtraColumns):
     this step's optimizer update; the queue is emptied at each epoch's start; with the `cls`
     pooler the momentum features go through the live MLP (SimCSE's `mlp` is no part of the
     momentum copy). Several processes gather their queues as they gather their batches (the
-    code keeps each process's own) and `last/` keeps process 0's. The momentum copy starts as
+    code keeps each process's own) and `last/` keeps every process's queue for its resume
+    (`rank_state`; the momentum copy is the same on all). The momentum copy starts as
     the model at the first step and is saved with the queue in `last/trainer_state.pt` (a
     model's size more).
     """
@@ -293,6 +307,14 @@ class MomentumQueue(ExtraColumns):
         self._saved = state["momentum_encoder"]
         self.encoder = None  # rebuilt from the model at the next batch, then given these weights
         self.queue = state["queue"]
+
+    # The momentum weights follow the (DDP-synchronised) model, the same on every process; the
+    # queue holds each process's own anchors, so every rank keeps its own.
+    def rank_state(self):
+        return None if self.queue is None else self.queue.detach().cpu().clone()
+
+    def load_rank_state(self, queue) -> None:
+        self.queue = queue
 
 
 def torch_cat(queue, new):

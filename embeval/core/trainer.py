@@ -263,8 +263,10 @@ class Trainer:
             if dist.is_main() and self._unlogged:
                 self._log({"step": self.step, **self._unlogged})
             if dist.is_main() and self.saved_step != self.step:
-                # No collective call here (other processes may be gone): rank 0's RNG only.
-                self._save_last([rng], self.truncated)
+                # No collective call here (other processes may be gone): rank 0's RNG and own
+                # provider parts only (a multi-process resume from it warns, as rank_rng says).
+                own = self.batches.provider_rank_states()
+                self._save_last([(rng, self.truncated, own)])
                 log.warning("interrupted: saved step %d to %s", self.step, self.out / "last")
             raise
         finally:
@@ -337,8 +339,9 @@ class Trainer:
         final = step == self.total_steps
         do_eval = step % cfg.eval_steps == 0 or final
         do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
-        # One (RNG state, truncated count) per rank.
-        ranks = dist.all_gather_objects((rng_state(), self.truncated)) if do_save else []
+        # One (RNG state, truncated count, providers' own parts) per rank.
+        mine = (rng_state(), self.truncated, self.batches.provider_rank_states())
+        ranks = dist.all_gather_objects(mine) if do_save else []
         error = None
         if dist.is_main():
             try:
@@ -348,7 +351,7 @@ class Trainer:
                     self._log({"step": step, **rec})
                 self._unlogged = {}
                 if do_save:
-                    self._save_last([rng for rng, _ in ranks], sum(n for _, n in ranks))
+                    self._save_last(ranks)
             except TrainingError as exc:  # e.g. a full disk: every process stops, none waits
                 error = exc
         if do_eval or do_save:
@@ -382,19 +385,21 @@ class Trainer:
         info = {"step": step, "metrics": metrics or {}}
         self._save_dir("best", lambda new: write_json(new / BEST_INFO, info))
 
-    def _save_last(self, rngs: list[dict], truncated: int) -> None:
+    def _save_last(self, ranks: list[tuple]) -> None:
+        """last/ with every rank's (RNG state, truncated count, providers' own parts)."""
         state = {
             "step": self.step,
             "best_score": self.best_score,
             "best_step": self.best_step,
-            "truncated": truncated,  # all ranks'
+            "truncated": sum(n for _, n, _ in ranks),  # all ranks'
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rngs,  # per rank: dropout streams diverge with each rank's batch shapes
+            "rng": [rng for rng, _, _ in ranks],  # per rank: dropout streams diverge by rank
             "config": dataclasses.asdict(self.config),
             "data": self._data_info(),
             "providers": self.batches.provider_states(),  # a queue, a momentum encoder
+            "provider_ranks": [own for _, _, own in ranks],  # per rank: its own queue
         }
         if self.objective is not None:  # the head: for --resume, not part of the checkpoint
             state["objective"] = self.objective.state_dict()
@@ -424,6 +429,9 @@ class Trainer:
             self.batches.load_provider_states(state.get("providers"), str(last / STATE_FILE))
         except ValueError as exc:
             raise TrainingError(str(exc)) from exc
+        own = state.get("provider_ranks") or []  # absent before embeval saved them
+        if len(own) == self.world:
+            self.batches.load_provider_rank_states(own[dist.rank()])
         self.step = state["step"]
         self.truncated = state["truncated"] if dist.is_main() else 0  # the sum stays right
         self.best_score, self.best_step = state["best_score"], state["best_step"]

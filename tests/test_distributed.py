@@ -90,6 +90,7 @@ def _train(out, batch_size: int, pooler: str, rank: int = 0) -> None:
         seed=7,
         pooler=pooler,
         dropout=0.0,
+        max_grad_norm=0.0,  # the raw gradients: clipping to norm 1 would hide a wrong scale
     )
     data = out.parent / "train.txt"
     if rank == 0:
@@ -153,6 +154,71 @@ def test_two_process_training_equals_one_process_on_the_global_batch(tmp_path, p
     w2 = load_file(two / "out" / "last" / "model.safetensors")
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], atol=2e-4, rtol=0, msg=k)
+
+
+def _objective_run(out, batch_size: int, rank: int = 0) -> None:
+    """SBERT's NLI objective, 3 steps on 12 triplets (24 labelled pairs), dropout 0; the first
+    step's gradients of the encoder and of the head (outside DDP) go to out/../grads{rank}.pt,
+    unclipped (clipping to norm 1 would hide a wrong scale)."""
+    from embeval.core.model import random_tiny
+    from embeval.core.trainer import TrainConfig, Trainer
+
+    backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
+    cfg = TrainConfig(batch_size=batch_size, steps=3, lr=1e-3, max_length=16, eval_steps=3,
+                      seed=7, pooler="avg", eval_pooler="avg", dropout=0.0, log_steps=1,
+                      objective="sbert-nli", max_grad_norm=0.0)  # fmt: skip
+    data = out.parent / "nli.csv"
+    if rank == 0:
+        w = lambda i, k: " ".join(WORDS[(i * k + j) % 16] for j in range(3 + i % 4))  # noqa: E731
+        rows = [f"{w(i, 1)},{w(i, 3)},{w(i, 5)}" for i in range(12)]
+        data.write_text("sent0,sent1,hard_neg\n" + "\n".join(rows) + "\n")
+    distributed.barrier()
+    tr = Trainer(backbone, tok, data, cfg, out, device="cpu", progress=False)
+
+    def keep_grads(trainer, step):
+        if step == 1:
+            head = trainer.objective.named_parameters(prefix="head")
+            named = [*backbone.named_parameters(), *head]
+            grads = {n: p.grad.clone() for n, p in named if p.grad is not None}
+            torch.save(grads, out.parent / f"grads{rank}.pt")
+
+    tr.on_step_end.append(keep_grads)
+    tr.train()
+    if rank == 0:
+        torch.save(tr.objective.state_dict(), out.parent / "head.pt")
+
+
+def _objective_worker(rank: int, world: int, port: int, out) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
+    os.environ.update(LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        _objective_run(out, 4, rank)  # 4 pairs per process, 8 global
+    finally:
+        dist.destroy_process_group()
+
+
+def test_an_objective_on_two_processes_equals_one_process_on_the_global_batch(tmp_path):
+    """An objective's head is outside DDP: its gradients are averaged by hand, and its loss (a
+    per-process mean) enters the backward pass at 1 / world. 2 processes x 4 pairs must give
+    the loss values, the encoder's and the head's gradients, and the weights of 1 x 8."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _objective_run(one / "out", 8)
+    mp.spawn(_objective_worker, args=(2, _free_port(), two / "out"), nprocs=2, join=True)
+
+    assert _losses(two / "out") == pytest.approx(_losses(one / "out"), rel=1e-5)
+    g1 = torch.load(one / "grads0.pt")
+    assert any(k.startswith("head.") for k in g1)
+    for rank in (0, 1):
+        g2 = torch.load(two / f"grads{rank}.pt")
+        assert g2.keys() == g1.keys()
+        for k in g1:
+            torch.testing.assert_close(g2[k], g1[k], atol=1e-6, rtol=1e-4, msg=k)
+    h1, h2 = torch.load(one / "head.pt"), torch.load(two / "head.pt")
+    for k in h1:
+        torch.testing.assert_close(h2[k], h1[k], atol=2e-4, rtol=0, msg=k)
 
 
 class _Stop(Exception):

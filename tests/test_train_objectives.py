@@ -206,12 +206,3 @@ def test_diffcse_generator_with_another_tokenizer_is_refused(tmp_path):
                       objective_args={"generator": str(folder)})  # fmt: skip
     with pytest.raises(ValueError, match="its tokenizer differs from the trained model's"):
         Trainer(backbone, tok, data, cfg, tmp_path / "out", progress=False)
-
-
-def test_objectives_refuse_several_processes(shared_data, tmp_path, monkeypatch):
-    """The head is not wrapped in DDP (its gradients would not be averaged): refused up front."""
-    from embeval.core import trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module.dist, "world_size", lambda: 2)
-    with pytest.raises(ValueError, match="trains on one process only"):
-        make(tmp_path / "out", head_rows(shared_data, tmp_path))

@@ -356,7 +356,13 @@ class Batches:
                 hook.remove()
         aux = None
         if self.objective is not None:  # outside autocast: heads run in float32
-            aux = self.objective(batch)  # ()
+            aux = self.objective(batch)  # () this process's slice's mean
+            if self.world > 1:
+                # The trainer scales by the world size (for the gathered contrastive loss) and
+                # the gradients are averaged over processes: 1 / world gives the gradient of
+                # the global mean, and the value (for the log) is the global mean itself.
+                whole = dist.mean_over_processes(aux)
+                aux = aux / self.world + (whole - aux.detach() / self.world)
             if not getattr(self.objective, "contrastive", True):
                 return aux, cut
         given = {}

@@ -61,6 +61,26 @@ def all_gather_objects(obj) -> list:
     return out
 
 
+def mean_over_processes(x: torch.Tensor) -> torch.Tensor:  # () -> ()
+    """`x` averaged over processes (a copy; a collective call). Single process: `x`."""
+    if world_size() == 1:
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y)
+    return y / world_size()
+
+
+def average_gradients(params) -> None:
+    """Average the .grad of `params` over processes in place: what DDP does for the model, for
+    weights outside it (an objective's head). Every process passes the same parameters."""
+    if world_size() == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size()
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:  # (b, D) -> (world * b, D)
     """All-gather along dim 0, keeping autograd history for this process's own slice.
 

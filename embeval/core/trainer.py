@@ -227,6 +227,7 @@ class Trainer:
                 # Gathered negatives: every process holds the global loss; DDP averages the
                 # gradients, so scale by the world size to get the global-batch gradient.
                 self.scaler.scale(loss * self.world).backward()
+                dist.average_gradients(trainable(self.objective))  # the head is outside DDP
                 if cfg.max_grad_norm:
                     self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled
                     params = [
@@ -289,11 +290,6 @@ class Trainer:
         parameters are saved in last/ only, for --resume)."""
         if self.config.objective is None:
             return None
-        if self.world > 1:
-            raise ValueError(
-                f"objective {self.config.objective} trains on one process only for now (its "
-                "head's gradients are not averaged over processes)"
-            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             head = make_objective(

@@ -236,6 +236,7 @@ def _resumable_worker(
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
     os.environ.update(LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)  # one thread per rank, as torchrun sets OMP_NUM_THREADS=1
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         backbone, tok = random_tiny(0, hidden=32, layers=1, heads=2)
@@ -255,6 +256,9 @@ def _resumable_worker(
             tr.train(resume=resume)
         except _Stop:
             pass
+        # Both ranks past their last collective before either tears the group down: a rank
+        # that destroys it while the other's gloo thread still sends aborts the other (SIGABRT).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

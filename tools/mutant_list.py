@@ -33,6 +33,9 @@ SCORE = "embeval/eval/scoring/score.py"
 TRANSFER = "embeval/eval/scoring/transfer.py"
 TASKS = "embeval/eval/data/tasks.py"
 CKPT = "embeval/core/checkpoint.py"
+DIST = "tests/test_distributed.py::"
+OBJECTIVE_2P = DIST + "test_an_objective_on_two_processes_equals_one_process_on_the_global_batch"
+QUEUE_RESUME_2P = DIST + "test_two_process_resume_restores_every_rank_s_momentum_queue"
 
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ issue 14's 13 survivors
@@ -476,5 +479,37 @@ MUTANTS: list[Mutant] = [
         "        os.replace(tmp, path)\n    except ImportError:",
         ("tests/test_fileio.py",),
         "a failed write leaves its temporary file behind",
+    ),
+    Mutant(
+        "objective-head-grads-not-averaged",
+        "embeval/core/trainer.py",
+        "dist.average_gradients(trainable(self.objective))",
+        "None",
+        (OBJECTIVE_2P,),
+        "under torchrun each rank's objective head drifts on its own slice's gradient",
+    ),
+    Mutant(
+        "objective-loss-not-per-world",
+        BATCHES,
+        "                aux = aux / self.world + (whole - aux.detach() / self.world)",
+        "                aux = aux + (whole - aux.detach())",
+        (OBJECTIVE_2P,),
+        "an objective's gradient is world times too large under torchrun",
+    ),
+    Mutant(
+        "resume-queue-of-rank-0-everywhere",
+        "embeval/core/trainer.py",
+        "        if len(own) == self.world:",
+        "        if len(own) == self.world and False:",
+        (QUEUE_RESUME_2P,),
+        "a multi-process ESimCSE run resumed gives every rank process 0's queue",
+    ),
+    Mutant(
+        "check-ignores-post-processing",
+        "embeval/eval/scoring/check.py",
+        "    if ca != cb and not allow_postprocess:",
+        "    if False:",
+        ("tests/test_check.py::test_another_post_processing_is_refused_unless_allowed",),
+        "a whitened result gates against a plain baseline on whitening's effect",
     ),
 ]

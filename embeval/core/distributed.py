@@ -85,10 +85,12 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:  # (b, D) -> (world * b, 
     """All-gather along dim 0, keeping autograd history for this process's own slice.
 
     Every process must pass the same shape (equal per-process batches; the trainer drops the
-    ragged last batch when world > 1). Single process: `x` itself.
+    ragged last batch when world > 1). Single process, or no rows (an empty queue at an
+    epoch's start, empty on every process alike): `x` itself; gloo's all-gather of empty
+    tensors aborts now and then (SIGABRT) instead of returning.
     """
     n = world_size()
-    if n == 1:
+    if n == 1 or x.shape[0] == 0:
         return x
     parts = [torch.empty_like(x) for _ in range(n)]
     dist.all_gather(parts, x.detach().contiguous())

@@ -10,7 +10,7 @@ DATA ?= $(shell $(BIN)/python -c "from embeval.eval.data.paths import data_root;
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast bench bench-transfer bench-train lint browser clean mutants
+.PHONY: demo test test-fast bench bench-transfer bench-train bench-methods-card lint browser clean mutants
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-transfer: $(BIN)/.installed
 # Training throughput, embeval vs sentence-transformers MultipleNegativesRankingLoss (random-tiny).
 bench-train: $(BIN)/.installed
 	nice $(BIN)/python benchmarks/bench_train.py --data $(DATA)/train/wiki1m_for_simcse.first11914.txt
+
+# Every training method, 3 seeds, on the packaged MiniLM: hours on a 2-core CPU (resumable).
+bench-methods-card: $(BIN)/.installed
+	nice $(BIN)/python benchmarks/bench_methods_card.py --data $(DATA)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check embeval tests benchmarks && $(BIN)/ruff format --check embeval tests benchmarks

@@ -203,7 +203,13 @@ def test_multi_process_cells_get_their_own_cores_or_gpus(tmp_path, monkeypatch, 
     monkeypatch.setattr(cl, "run_cell", fake_run_cell)
     monkeypatch.setattr(cl, "gpu_count", lambda: gpus)
     monkeypatch.setattr(cl.os, "cpu_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert len(cl.run_plans(plans, jobs=jobs)) == 4 and seen <= slots and seen
+    if gpus and processes > 1:  # started on GPUs 4-7: a cell's group names those GPUs
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+        seen.clear()
+        cl.run_plans(plans, jobs=jobs)
+        assert {v for _, v, _ in seen} <= {"4,5", "6,7"} and seen
 
 
 def test_more_processes_than_gpus_is_refused(tmp_path, monkeypatch):

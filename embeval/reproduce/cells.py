@@ -202,6 +202,14 @@ def gpu_count() -> int:
         return 0
 
 
+def visible_devices(indices: range) -> str:
+    """CUDA_VISIBLE_DEVICES naming this process's CUDA devices `indices`: through its own
+    CUDA_VISIBLE_DEVICES when set (device 0 of a process started with "4,5" is GPU 4)."""
+    own = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [s.strip() for s in own.split(",")] if own else None
+    return ",".join(ids[i] if ids else str(i) for i in indices)
+
+
 def run_plans(
     plans: list[CellPlan], jobs: int = 1, executor: str = "local", on_done=None
 ) -> dict[str, str | Exception]:
@@ -221,7 +229,7 @@ def run_plans(
         raise CellError(f"the card asks {n} processes (GPUs) per cell; this machine has {gpus}")
     slots: Queue = Queue()  # (device, visible) per cell running at once
     for i in range(min(jobs, gpus // n) if gpus else jobs):
-        group = ",".join(str(g) for g in range(i * n, (i + 1) * n))
+        group = visible_devices(range(i * n, (i + 1) * n))
         slots.put((None, None) if not gpus else (f"cuda:{i}", None) if n == 1 else (None, group))
 
     threads = None if gpus or jobs * n == 1 else max(1, (os.cpu_count() or 1) // (jobs * n))

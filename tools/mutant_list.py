@@ -443,9 +443,18 @@ MUTANTS: list[Mutant] = [
         "check-imports-the-plotting-stack",
         "embeval/eval/scoring/check.py",
         "from embeval.eval.report.formatting import format_p",
-        "from embeval.eval.report.build import format_p",
+        "import matplotlib.pyplot\nfrom embeval.eval.report.formatting import format_p",
         ("tests/test_light_imports.py",),
         "`embeval check` loads matplotlib again to print a p-value",
+    ),
+    Mutant(
+        "plots-import-matplotlib-at-load",
+        "embeval/eval/report/plots.py",
+        "import numpy as np\n\nfrom embeval.eval.metrics.diagnostics import DIAGNOSTICS",
+        "import matplotlib.pyplot\nimport numpy as np\n\n"
+        "from embeval.eval.metrics.diagnostics import DIAGNOSTICS",
+        ("tests/test_light_imports.py",),
+        "`embeval report --format md|csv` loads matplotlib again, drawing nothing",
     ),
     # ------------------------------------------------------------ results as data
     Mutant(

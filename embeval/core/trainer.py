@@ -335,9 +335,12 @@ class Trainer:
         final = step == self.total_steps
         do_eval = step % cfg.eval_steps == 0 or final
         do_save = step % (cfg.save_steps or cfg.eval_steps) == 0 or final
-        # One (RNG state, truncated count, providers' own parts) per rank.
-        mine = (rng_state(), self.truncated, self.batches.provider_rank_states())
-        ranks = dist.all_gather_objects(mine) if do_save else []
+        # One (RNG state, truncated count, providers' own parts) per rank, when saving only
+        # (a queue copied to the CPU every step would be wasted).
+        ranks = []
+        if do_save:
+            mine = (rng_state(), self.truncated, self.batches.provider_rank_states())
+            ranks = dist.all_gather_objects(mine)
         error = None
         if dist.is_main():
             try:
